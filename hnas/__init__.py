@@ -1,0 +1,3 @@
+"""hnas: hybrid neural architecture search (training-free proxies + GP-guided training)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,136 @@
+"""CandidateModule: the one LightningModule around one candidate network.
+
+The same object supplies the zero-cost proxy scores at initialisation (``zero_cost``) and the short warm-up
+training (Lightning ``fit``), so a candidate is built once per evaluation and the proxies see exactly the network
+that is trained.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from hnas.spaces import SearchSpace, get_space
+
+INITS = ("default", "kaiming_fan_in", "kaiming_fan_out", "xavier")
+
+
+def initialise(model: nn.Module, scheme: str = "default") -> None:
+    """Re-initialise ``model`` in place. ``default`` = PyTorch's own reset_parameters of every layer."""
+    if scheme not in INITS:
+        raise ValueError(f"unknown init scheme {scheme!r}; valid: {', '.join(INITS)}")
+    for m in model.modules():
+        if scheme == "default" or not isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            reset = getattr(m, "reset_parameters", None)
+            if callable(reset):
+                reset()
+            continue
+        if scheme == "xavier":
+            nn.init.xavier_uniform_(m.weight)
+        else:
+            mode = "fan_in" if scheme == "kaiming_fan_in" else "fan_out"
+            nn.init.kaiming_normal_(m.weight, mode=mode, nonlinearity="relu")
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+
+class CandidateModule(L.LightningModule):
+    """One candidate: (space, arch, num_classes) -> network, NAS-Bench-201 training recipe by default.
+
+    Recipe (NB201): SGD, nesterov, momentum 0.9, lr 0.1 with per-step cosine decay to 0 over the run,
+    weight decay 5e-4, cross-entropy.
+    """
+
+    def __init__(
+        self,
+        space: str | SearchSpace,
+        arch: Any,
+        num_classes: int = 10,
+        lr: float = 0.1,
+        momentum: float = 0.9,
+        nesterov: bool = True,
+        weight_decay: float = 5e-4,
+        lr_min: float = 0.0,
+        init: str = "default",
+        seed: int | None = None,
+        build_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.space = get_space(space) if isinstance(space, str) else space
+        self.arch = self.space.coerce(arch)
+        self.arch_str = self.space.format(self.arch)
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        if init not in INITS:
+            raise ValueError(f"unknown init scheme {init!r}; valid: {', '.join(INITS)}")
+        self.save_hyperparameters(
+            {"space": self.space.name, "arch": self.arch_str, "num_classes": num_classes, "lr": lr,
+             "momentum": momentum, "nesterov": nesterov, "weight_decay": weight_decay, "lr_min": lr_min,
+             "init": init, "seed": seed, "build_kwargs": dict(build_kwargs or {})}
+        )
+        self.build_kwargs = dict(build_kwargs or {})
+        if seed is not None:
+            torch.manual_seed(seed)
+        self.net = self.space.build(self.arch, num_classes=num_classes, **self.build_kwargs)
+        if init != "default":
+            initialise(self.net, init)
+        self.train_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+
+    # --- model -------------------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def reinit(self, seed: int) -> CandidateModule:
+        """Re-draw the initial weights deterministically (same seed -> same weights)."""
+        torch.manual_seed(seed)
+        initialise(self.net, self.hparams["init"])
+        return self
+
+    def zero_cost(self, batch: tuple[torch.Tensor, torch.Tensor], proxies: list[str], **kwargs: Any) -> dict:
+        """Training-free scores of this candidate at its current weights (a copy is scored, never this net)."""
+        from hnas.proxies.runtime import zero_cost
+
+        return zero_cost(self.net, batch, proxies, num_classes=self.hparams["num_classes"], **kwargs)
+
+    # --- training ----------------------------------------------------------------------------------------
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = nn.functional.cross_entropy(logits, y)
+        metric = {"train": self.train_acc, "val": self.val_acc, "test": self.test_acc}[stage]
+        metric(logits.detach(), y)
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=stage != "train",
+                 sync_dist=stage != "train", batch_size=x.shape[0])
+        self.log(f"{stage}/acc", metric, on_step=False, on_epoch=True, prog_bar=True, batch_size=x.shape[0])
+        return loss
+
+    def training_step(self, batch, batch_idx):  # noqa: D102
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):  # noqa: D102
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):  # noqa: D102
+        self._step(batch, "test")
+
+    def configure_optimizers(self):  # noqa: D102
+        hp = self.hparams
+        opt = torch.optim.SGD(self.parameters(), lr=hp["lr"], momentum=hp["momentum"],
+                              nesterov=hp["nesterov"] and hp["momentum"] > 0, weight_decay=hp["weight_decay"])
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        ratio = hp["lr_min"] / hp["lr"] if hp["lr"] > 0 else 0.0
+
+        def cosine(step: int) -> float:
+            t = min(step, total) / total
+            return ratio + (1 - ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

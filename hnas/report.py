@@ -1,0 +1,211 @@
+"""Aggregate result.json files into a markdown table and a trajectory plot.
+
+``python -m hnas.report DIR... [--out results.md] [--plot trajectory.png]``
+
+Every ``result.json`` under the given directories (searched recursively) is one run:
+``{"experiment", "space", "strategy", "seed", "best": {"arch", "value", "test": {metric: acc}},
+"n_evaluations", "search_cost_s", "wall_s", "history": [{"arch", "value", "cost_s"[, "test"]}]}``.
+Runs are grouped by (experiment, strategy); the table gives mean ± std over seeds (population std, as the
+papers' "± 0.00" rows for deterministic results suggest) of every test metric, the search cost and the
+wall time. The plot shows, per group, the mean best-so-far test accuracy against the number of queries
+(the incumbent is the best *observed* value so far; its test accuracy is plotted when the history carries
+test accuracies, otherwise the observed value itself).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+REQUIRED = ("strategy", "best", "history")
+
+
+class ReportError(ValueError):
+    """No result files, or a result file without the fields a report needs."""
+
+
+def find_results(dirs: Sequence[str | Path]) -> list[Path]:
+    """Every result.json under ``dirs`` (a path to a result.json itself is accepted too), sorted."""
+    out: list[Path] = []
+    for d in dirs:
+        p = Path(d)
+        if p.is_file():
+            out.append(p)
+        elif p.is_dir():
+            out.extend(sorted(p.rglob("result.json")))
+        else:
+            raise ReportError(f"{p} is neither a directory nor a result.json file")
+    if not out:
+        raise ReportError(f"no result.json found under {', '.join(map(str, dirs))}")
+    return out
+
+
+def load_results(paths: Sequence[Path]) -> list[dict[str, Any]]:
+    runs = []
+    for p in paths:
+        try:
+            r = json.loads(p.read_text())
+        except json.JSONDecodeError as e:
+            raise ReportError(f"{p} is not valid JSON: {e}") from e
+        missing = [k for k in REQUIRED if k not in r]
+        if missing:
+            raise ReportError(f"{p} lacks field(s) {missing}; a result.json needs {list(REQUIRED)}")
+        r["_path"] = str(p)
+        runs.append(r)
+    return runs
+
+
+def _mean_std(xs: list[float]) -> str:
+    a = np.array([x for x in xs if x is not None and not math.isnan(x)], dtype=np.float64)
+    if a.size == 0:
+        return "–"
+    return f"{a.mean():.2f} ± {a.std():.2f}"
+
+
+def group_runs(runs: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in runs:
+        groups[(str(r.get("experiment", "-")), str(r["strategy"]))].append(r)
+    return dict(sorted(groups.items()))
+
+
+def markdown_table(runs: list[dict[str, Any]]) -> str:
+    """One row per (experiment, strategy): seeds, test metrics mean ± std, best value, cost, wall time."""
+    groups = group_runs(runs)
+    metrics = sorted({m for r in runs for m in (r["best"].get("test") or {})})
+    head = [
+        "experiment",
+        "strategy",
+        "seeds",
+        *[f"test {m}" for m in metrics],
+        "best value",
+        "evaluations",
+        "search cost (s)",
+        "wall (s)",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (exp, strat), rs in groups.items():
+        cells = [exp, strat, str(len(rs))]
+        for m in metrics:
+            cells.append(_mean_std([(r["best"].get("test") or {}).get(m, math.nan) for r in rs]))
+        cells.append(_mean_std([r["best"].get("value", math.nan) for r in rs]))
+        cells.append(f"{np.mean([float(r.get('n_evaluations', len(r['history']))) for r in rs]):.1f}")
+        cells.append(_mean_std([r.get("search_cost_s", math.nan) for r in rs]))
+        cells.append(_mean_std([r.get("wall_s", math.nan) for r in rs]))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def incumbent_curve(history: list[dict[str, Any]], metric: str | None) -> np.ndarray:
+    """Best-so-far curve: after query i, the test ``metric`` (or the value) of the best observed arch."""
+    out, best_v, best_y = [], -math.inf, math.nan
+    for h in history:
+        v = h.get("value")
+        v = -math.inf if v is None or math.isnan(v) else float(v)
+        if v > best_v or math.isnan(best_y):
+            best_v = v
+            best_y = float((h.get("test") or {}).get(metric, math.nan)) if metric else v
+        out.append(best_y)
+    return np.array(out, dtype=np.float64)
+
+
+def plot_trajectories(runs: list[dict[str, Any]], path: str | Path) -> Path:
+    """PNG of mean best-so-far test accuracy (± std band) vs number of queries, one line per group."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = group_runs(runs)
+    experiments = sorted({e for e, _ in groups})
+    fig, axes = plt.subplots(1, len(experiments), figsize=(5.5 * len(experiments), 4), squeeze=False)
+    for ax, exp in zip(axes[0], experiments):
+        ylabel = "best observed value"
+        for (e, strat), rs in groups.items():
+            if e != exp:
+                continue
+            metric = _plot_metric(rs)
+            if metric:
+                ylabel = f"test accuracy ({metric}) of incumbent"
+            curves = [incumbent_curve(r["history"], metric) for r in rs]
+            n = max(len(c) for c in curves)
+            m = np.full((len(curves), n), np.nan)
+            for i, c in enumerate(curves):
+                m[i, : len(c)] = c
+                if len(c) < n and len(c):
+                    m[i, len(c) :] = c[-1]
+            x = np.arange(1, n + 1)
+            with np.errstate(invalid="ignore"):
+                mu, sd = np.nanmean(m, 0), np.nanstd(m, 0)
+            ax.plot(x, mu, label=f"{strat} (n={len(rs)})")
+            ax.fill_between(x, mu - sd, mu + sd, alpha=0.15)
+        ax.set_title(exp)
+        ax.set_xlabel("number of queries")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _plot_metric(rs: list[dict[str, Any]]) -> str | None:
+    """The test metric to plot: the first one present in every history entry of these runs, else None."""
+    names = sorted({m for r in rs for m in (r["best"].get("test") or {})})
+    for m in names:
+        if all(all(m in (h.get("test") or {}) for h in r["history"]) for r in rs):
+            return m
+    return None
+
+
+def build_report(
+    dirs: Sequence[str | Path], out: str | Path | None = None, plot: str | Path | None = None
+) -> str:
+    runs = load_results(find_results(dirs))
+    text = f"# Search results ({len(runs)} runs)\n\n" + markdown_table(runs)
+    if out is not None:
+        out = Path(out)
+        plot = plot or out.with_suffix(".png")
+    if plot is not None:
+        p = plot_trajectories(runs, plot)
+        text += f"\n![best-so-far vs queries]({p.name})\n"
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+    return text
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m hnas.report", description=__doc__.split("\n")[0])
+    ap.add_argument("dirs", nargs="+", help="directories searched recursively for result.json")
+    ap.add_argument("--out", default=None, help="write the markdown here (plot beside it as .png)")
+    ap.add_argument("--plot", default=None, help="PNG path of the trajectory plot")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        text = build_report(args.dirs, args.out, args.plot)
+    except ReportError as e:
+        ap.exit(2, f"error: {e}\n")
+    if args.out is None:
+        import sys
+
+        sys.stdout.write(text)
+    else:
+        log.info("wrote %s", args.out)
+
+
+if __name__ == "__main__":
+    main()

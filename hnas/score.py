@@ -1,0 +1,164 @@
+"""``python -m hnas.score``: score a pool of architectures with a list of proxies and correlate with truth.
+
+Scores go to (and come from) the store, so a re-run computes nothing already there and several processes
+(``pool.shard=i/n``) can fill one store. Writes ``scores.csv``, a PNG per proxy (score vs the ground-truth
+``target`` when a benchmark is configured) and ``result.json``:
+``{"target", "n_archs", "fwd_bwd_median_s", "proxies": {NAME: {"spearman", "kendall", "n", "median_s",
+"n_failed"}}}`` — correlations oriented so that higher means the proxy agrees with accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig
+
+log = logging.getLogger("hnas.score")
+
+
+def fwd_bwd_seconds(space: Any, archs: list[Any], x: Any, y: Any, num_classes: int,
+                    build_kwargs: dict[str, Any]) -> float | None:
+    """Median wall time of one plain forward+backward (cross-entropy) of the pool's networks on the batch."""
+    import torch
+
+    times = []
+    for arch in archs:
+        torch.manual_seed(0)
+        net = space.build(arch, num_classes=num_classes, **build_kwargs)
+        net.train()
+        t0 = time.perf_counter()
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) if times else None
+
+
+def correlations(scores: np.ndarray, truth: np.ndarray, higher_is_better: bool) -> dict[str, Any]:
+    """Spearman and Kendall over the finite pairs, signed so that higher = the proxy agrees with accuracy."""
+    from scipy import stats
+
+    ok = np.isfinite(scores) & np.isfinite(truth)
+    n = int(ok.sum())
+    if n < 3:
+        return {"spearman": None, "kendall": None, "n": n}
+    sign = 1.0 if higher_is_better else -1.0
+    rho = stats.spearmanr(sign * scores[ok], truth[ok]).statistic
+    tau = stats.kendalltau(sign * scores[ok], truth[ok]).statistic
+    return {"spearman": None if np.isnan(rho) else float(rho), "kendall": None if np.isnan(tau) else float(tau),
+            "n": n}
+
+
+def score_pool(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
+    """The whole command: pool, scores (cached), correlations, CSV, plots, result.json."""
+    import pandas as pd
+
+    from hnas.data import build_datamodule
+    from hnas.experiment import ConfigError, _plain, ensure_scores, pool_archs, scoring_settings
+    from hnas.proxies.registry import get_proxy
+    from hnas.run import _atomic_write_text
+    from hnas.search import CandidatePool
+    from hnas.spaces import get_space
+    from hnas.store import Store
+
+    output_dir = Path(output_dir)
+    names = [str(n) for n in cfg.proxies.names]
+    if not names:
+        raise ConfigError("proxies.names is empty; list the proxies to compute, e.g. proxies.names=[snip,synflow]")
+    space = get_space(cfg.space.name)
+    build_kwargs = dict(_plain(cfg.space.get("build", {})) or {})
+    archs = pool_archs(cfg.pool, space)
+    store = Store(Path(str(cfg.store)).expanduser())
+    d = dict(_plain(cfg.data))
+    dm = build_datamodule(d.pop("name"), **d)
+    settings = scoring_settings(cfg.proxies, int(cfg.seed))
+    proxies = {n: get_proxy(n, **settings["options"].get(n, {})) for n in names}
+    specs = ensure_scores(store, space, archs, names, dm, settings, build_kwargs)
+    pool = CandidatePool.from_store(store, space, archs, specs)
+
+    # per-proxy seconds and failures, straight from the store rows
+    rows = {n: store.get_scores(space.name, s.proxy, s.version, s.seed, s.batch_fp, s.bn_mode, s.dtype,
+                                arch_keys=pool.keys) for n, s in zip(names, specs)}
+    truth = None
+    target = cfg.get("target")
+    frame = pd.DataFrame({"arch": [space.format(a) for a in archs]})
+    if hasattr(space, "index"):
+        try:
+            frame.insert(0, "index", [space.index(a) for a in archs])
+        except Exception:  # noqa: BLE001 - spaces without an index just skip the column
+            pass
+    if target and cfg.get("benchmark") and cfg.benchmark.get("name"):
+        from hnas.benchmarks import load_benchmark
+
+        bench = load_benchmark(cfg.benchmark.name, str(cfg.benchmark.path))
+        truth = np.array([bench.value(space.format(a), target) for a in archs], dtype=float)
+        frame[target] = truth
+    out: dict[str, Any] = {"target": target if truth is not None else None, "n_archs": len(archs),
+                           "space": space.name, "batch_fingerprint": specs[0].batch_fp if specs else None,
+                           "fwd_bwd_median_s": None, "proxies": {}}
+    for n in names:
+        col = pool.scores[n]
+        frame[n] = col
+        recs = [rows[n].get(k) for k in pool.keys]
+        frame[f"{n}_status"] = [r.status if r is not None else "missing" for r in recs]
+        secs = [r.seconds for r in recs if r is not None]
+        entry: dict[str, Any] = {"n": int(np.isfinite(col).sum()),
+                                 "median_s": float(statistics.median(secs)) if secs else None,
+                                 "n_failed": int(sum(1 for r in recs if r is None or not r.ok)),
+                                 "higher_is_better": proxies[n].higher_is_better, "source": pool.sources.get(n)}
+        if truth is not None:
+            entry.update(correlations(col, truth, proxies[n].higher_is_better))
+        out["proxies"][n] = entry
+    n_time = min(int(cfg.get("timing_archs", 10)), len(archs))
+    if n_time > 0:
+        b = dm.scoring_batch(settings["n"], settings["seed"], mode=settings["mode"])
+        out["fwd_bwd_median_s"] = fwd_bwd_seconds(space, archs[:n_time], b.x, b.y, dm.num_classes, build_kwargs)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    tmp = output_dir / ".scores.csv.tmp"
+    frame.to_csv(tmp, index=False)
+    tmp.replace(output_dir / "scores.csv")
+    if cfg.get("plots", True) and truth is not None:
+        plot_scores(frame, names, target, output_dir)
+    _atomic_write_text(output_dir / "result.json", json.dumps(out, indent=2) + "\n")
+    for n, e in out["proxies"].items():
+        log.info("%-12s spearman=%s kendall=%s n=%d failed=%d median=%.3fs", n, _fmt(e.get("spearman")),
+                 _fmt(e.get("kendall")), e["n"], e["n_failed"], e["median_s"] or float("nan"))
+    return out
+
+
+def _fmt(v: float | None) -> str:
+    return "  -  " if v is None else f"{v:+.3f}"
+
+
+def plot_scores(frame: Any, names: list[str], target: str, output_dir: Path) -> None:
+    """One scatter PNG per proxy: score against the ground-truth target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for n in names:
+        fig, ax = plt.subplots(figsize=(4.5, 3.5))
+        ax.scatter(frame[n], frame[target], s=4, alpha=0.5)
+        ax.set_xlabel(n)
+        ax.set_ylabel(target)
+        ax.set_title(f"{n} vs {target} ({int(np.isfinite(frame[n]).sum())} archs)")
+        fig.tight_layout()
+        fig.savefig(output_dir / f"{n}.png", dpi=100)
+        plt.close(fig)
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="score")
+def main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    score_pool(cfg, Path(HydraConfig.get().runtime.output_dir))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""The ask/tell Strategy protocol shared by every search method.
+
+A strategy proposes architectures (``ask``) and learns from their Observations (``tell``); it never knows
+whether an observation came from a table or from training, and it never evaluates anything itself. Budgets
+are enforced by the search loop; ``budget`` is passed in because some methods plan around it (RoBoT spends
+T BO calls before its greedy phase, HNAS sizes its initial design as a fraction of T).
+
+State and resume: every strategy is a deterministic function of its seed, options and the observations it
+was told. ``state_dict()`` is therefore the seed, options and the event log (asks and tells);
+``load_state_dict`` replays that log into a freshly constructed strategy and checks that every ask comes out
+the same — exact by construction, and a changed configuration is detected instead of silently diverging.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import math
+from collections.abc import Hashable
+from typing import Any, ClassVar
+
+import numpy as np
+
+from hnas.evaluate import Observation
+from hnas.search.pool import CandidatePool
+
+log = logging.getLogger(__name__)
+
+Arch = Hashable
+
+
+class StrategyError(ValueError):
+    """Bad strategy option, misuse of ask/tell, or a state that does not match this strategy."""
+
+
+class Strategy(abc.ABC):
+    """Ask/tell search strategy; subclasses implement ``_ask`` and ``_tell`` and declare ``defaults``."""
+
+    name: ClassVar[str] = ""
+    defaults: ClassVar[dict[str, Any]] = {}
+    needs_pool: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        space: Any,
+        pool: CandidatePool | None = None,
+        budget: int | None = None,
+        seed: int = 0,
+        **options: Any,
+    ) -> None:
+        unknown = sorted(set(options) - set(self.defaults))
+        if unknown:
+            raise StrategyError(
+                f"strategy {self.name!r} has no option(s) {unknown}; valid: {sorted(self.defaults) or 'none'}"
+            )
+        if budget is not None and (not isinstance(budget, (int, np.integer)) or budget <= 0):
+            raise StrategyError(f"budget (distinct queries T) must be a positive integer, got {budget!r}")
+        if self.needs_pool and pool is None:
+            raise StrategyError(f"strategy {self.name!r} needs a candidate pool with proxy scores")
+        if space is None and pool is None:
+            raise StrategyError(f"strategy {self.name!r} needs a search space or a candidate pool")
+        self.space = space
+        self.pool = pool
+        self.budget = None if budget is None else int(budget)
+        self.seed = int(seed)
+        self.options: dict[str, Any] = {**self.defaults, **options}
+        self.rng = np.random.default_rng(self.seed)
+        self.history: list[tuple[Arch, str, Observation]] = []  # distinct archs told, in order
+        self.observed: dict[str, Observation] = {}
+        self._events: list[list[Any]] = []
+        self._pool_key = {a: k for a, k in zip(pool.archs, pool.keys)} if pool is not None else {}
+        self.setup()
+
+    # ------------------------------------------------------------------ subclass hooks
+    def setup(self) -> None:  # noqa: B027 - optional hook
+        """Validate options and build internal state (called at the end of ``__init__``)."""
+
+    @abc.abstractmethod
+    def _ask(self) -> Arch:
+        """The next architecture to evaluate (normally one not observed yet)."""
+
+    def _tell(self, arch: Arch, key: str, obs: Observation) -> None:  # noqa: B027 - optional hook
+        """Learn from ``obs`` (already recorded in ``history``/``observed``)."""
+
+    # ------------------------------------------------------------------ protocol
+    def key(self, arch: Arch) -> str:
+        """Identity of ``arch`` for de-duplicating queries: the pool's key, else its exact spelling.
+
+        The spelling, not the isomorphism class: a benchmark holds separate measurements of isomorphic
+        spellings, and the reference codes (RoBoT, HNAS) treat table indices as distinct candidates.
+        """
+        k = self._pool_key.get(arch) if self._pool_key else None
+        if k is not None:
+            return k
+        if self.space is None:
+            raise StrategyError(f"architecture {arch!r} is not in the pool and no search space was given")
+        return self.space.format(arch)
+
+    def format(self, arch: Arch) -> str:
+        """String form of ``arch`` for logs and result files (strings pass through)."""
+        if isinstance(arch, str):
+            return arch
+        return self.space.format(arch) if self.space is not None else str(arch)
+
+    @property
+    def done(self) -> bool:
+        """True when the strategy has nothing left to propose (e.g. its pool is exhausted)."""
+        return False
+
+    def ask(self) -> Arch:
+        arch = self._ask()
+        self._events.append(["ask", self.key(arch)])
+        return arch
+
+    def tell(self, arch: Arch, obs: Observation) -> None:
+        if not isinstance(obs, Observation):
+            raise StrategyError(f"tell() wants an hnas.evaluate.Observation, got {type(obs).__name__}")
+        key = self.key(arch)
+        if key not in self.observed:
+            self.observed[key] = obs
+            self.history.append((arch, key, obs))
+        self._events.append(["tell", key, float(obs.value), float(obs.cost_s), dict(obs.info)])
+        self._tell(arch, key, obs)
+
+    def best(self) -> tuple[Arch, float]:
+        """The observed architecture with the highest value (first in query order on ties)."""
+        best_i, best_v = -1, -math.inf
+        for i, (_, _, obs) in enumerate(self.history):
+            v = float(obs.value)
+            if not math.isnan(v) and (best_i < 0 or v > best_v):
+                best_i, best_v = i, v
+        if best_i < 0:
+            raise StrategyError(f"strategy {self.name!r} has no (non-NaN) observation yet")
+        return self.history[best_i][0], best_v
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "strategy": self.name,
+            "seed": self.seed,
+            "budget": self.budget,
+            "options": _jsonable(self.options),
+            "events": [list(e) for e in self._events],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Replay ``state``'s event log into this freshly constructed strategy (same name, seed, options)."""
+        if self._events:
+            raise StrategyError("load_state_dict needs a freshly constructed strategy (this one was used)")
+        mine = {
+            "strategy": self.name,
+            "seed": self.seed,
+            "budget": self.budget,
+            "options": _jsonable(self.options),
+        }
+        for k, v in mine.items():
+            if state.get(k) != v:
+                raise StrategyError(
+                    f"state was saved with {k}={state.get(k)!r} but this strategy has {k}={v!r}"
+                )
+        last: Arch | None = None
+        for i, ev in enumerate(state["events"]):
+            if ev[0] == "ask":
+                last = self.ask()
+                if self.key(last) != ev[1]:
+                    raise StrategyError(
+                        f"replay diverged at event {i}: asked {self.key(last)!r}, "
+                        f"the saved state asked {ev[1]!r}"
+                    )
+            elif ev[0] == "tell":
+                arch = last if last is not None and self.key(last) == ev[1] else self._arch_for_key(ev[1])
+                self.tell(arch, Observation(ev[2], ev[3], dict(ev[4])))
+            else:
+                raise StrategyError(f"unknown event {ev[0]!r} at position {i} of the saved state")
+
+    def _arch_for_key(self, key: str) -> Arch:
+        if self.pool is not None and key in self.pool.index_of:
+            return self.pool.archs[self.pool.index_of[key]]
+        for a, k, _ in self.history:
+            if k == key:
+                return a
+        if self.space is not None:
+            return self.space.parse(key)
+        raise StrategyError(f"cannot recover the architecture of key {key!r}")
+
+    # ------------------------------------------------------------------ helpers for subclasses
+    def pool_index(self, key: str) -> int | None:
+        return None if self.pool is None else self.pool.index_of.get(key)
+
+    def random_unseen(self, rng: np.random.Generator, max_tries: int = 10_000) -> Arch | None:
+        """A uniformly drawn architecture not observed yet (from the pool if any, else the space)."""
+        if self.pool is not None:
+            free = [i for i, k in enumerate(self.pool.keys) if k not in self.observed]
+            return None if not free else self.pool.archs[free[int(rng.integers(len(free)))]]
+        for _ in range(max_tries):
+            a = self.space.sample(rng)
+            if self.key(a) not in self.observed:
+                return a
+        return None
+
+
+def _jsonable(x: Any) -> Any:
+    """Options as JSON-like values (tuples -> lists) so a saved state compares equal after a round trip."""
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        return x.item()
+    return x

@@ -1,0 +1,137 @@
+"""RoBoT (He et al., ICLR 2024): BO over the weights of a linear combination of training-free metrics.
+
+Each metric is min-max normalised over the pool (a constant metric is left as is; NaN contributes 0). For
+weights w in [-1, 1]^m the induced choice is argmax_A sum_i w_i * M_i(A) (last index wins ties, as the
+reference's flipped argsort). T BO calls (1 random + T-1 GP-UCB suggestions, bayes_opt 1.2.0 semantics)
+each observe the induced choice; a choice already queried is answered from the cache, costing nothing, so
+only new architectures are asked of the evaluator. ``w_best`` is updated with ">=" on every call. After the
+T calls (T0 = distinct architectures so far), the remaining budget goes greedily down w_best's ranking until
+T distinct architectures were queried. The result is the best observed one (methods.md §4.3).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+
+from hnas.bo import BayesOpt
+from hnas.evaluate import Observation
+from hnas.search.base import Arch, Strategy, StrategyError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_METRICS = ("grad_norm", "snip", "grasp", "fisher", "synflow", "jacob_cov")
+
+
+def minmax_normalise(m: np.ndarray) -> np.ndarray:
+    """Column-wise min-max over the pool, constant columns unchanged, NaN -> 0 (contributes nothing)."""
+    out = np.array(m, dtype=np.float64, copy=True)
+    for j in range(out.shape[1]):
+        col = out[:, j]
+        finite = col[np.isfinite(col)]
+        if finite.size and finite.max() > finite.min():
+            out[:, j] = (col - finite.min()) / (finite.max() - finite.min())
+    return np.where(np.isfinite(out), out, 0.0)
+
+
+def last_argmax(s: np.ndarray) -> int:
+    """Index of the maximum; among equal maxima the last one (reference: np.flip(np.argsort(s)))."""
+    return int(len(s) - 1 - np.argmax(s[::-1]))
+
+
+class RoBoT(Strategy):
+    name = "robot"
+    needs_pool = True
+    defaults = {
+        "metrics": DEFAULT_METRICS,
+        "weight_bounds": (-1.0, 1.0),
+        "acquisition": "ucb",
+        "kappa": 2.576,
+        "xi": 0.0,
+        "n_warmup": 10_000,  # acquisition optimiser: random candidates, then L-BFGS-B starts (bayes_opt)
+        "n_starts": 10,
+    }
+
+    def setup(self) -> None:
+        o = self.options
+        if self.budget is None:
+            raise StrategyError("strategy 'robot' needs a query budget T (it makes T BO calls, then greedy)")
+        metrics = list(o["metrics"])
+        if not metrics:
+            raise StrategyError("robot needs at least one metric")
+        self.pool.require(metrics, who="strategy 'robot'")
+        if len(set(metrics)) != len(metrics):
+            raise StrategyError(f"robot metrics must be distinct, got {metrics}")
+        # BO dimensions in sorted-name order, as bayes_opt orders a pbounds dict
+        self.metrics = sorted(metrics)
+        self.features = minmax_normalise(self.pool.matrix(self.metrics))
+        lo, hi = o["weight_bounds"]
+        self.bo = BayesOpt(
+            [(lo, hi)] * len(metrics),
+            acquisition=o["acquisition"],
+            kappa=o["kappa"],
+            xi=o["xi"],
+            n_warmup=o["n_warmup"],
+            n_starts=o["n_starts"],
+            rng=self.seed,
+        )
+        self.n_calls = 0
+        self.best_value = -math.inf
+        self.w_best: np.ndarray | None = None
+        self.T0: int | None = None
+        self._pending: tuple[np.ndarray, str] | None = None
+        self._ranking: np.ndarray | None = None
+        self._rank_pos = 0
+        self.calls: list[dict] = []  # every BO call: weights, chosen key, value, cached?
+
+    @property
+    def phase(self) -> str:
+        return "bo" if self.n_calls < self.budget else "greedy"
+
+    @property
+    def done(self) -> bool:
+        return len(self.observed) >= len(self.pool)
+
+    def scores(self, w: np.ndarray) -> np.ndarray:
+        return self.features @ np.asarray(w, dtype=np.float64)
+
+    def _record(self, w: np.ndarray, key: str, value: float, cached: bool) -> None:
+        self.n_calls += 1
+        v = -math.inf if math.isnan(value) else value
+        if v >= self.best_value:
+            self.best_value, self.w_best = v, np.array(w, copy=True)
+        self.bo.tell(w, value)
+        if self.n_calls == self.budget:
+            self.T0 = len(self.observed)
+            log.info("robot: BO phase done after %d calls, T0=%d distinct archs", self.n_calls, self.T0)
+        self.calls.append({"w": [float(a) for a in w], "key": key, "value": value, "cached": cached})
+
+    def _ask(self) -> Arch:
+        if self._pending is not None:
+            raise StrategyError("robot: ask() called before the previous architecture was told")
+        while self.phase == "bo":
+            w = self.bo.ask()
+            i = last_argmax(self.scores(w))
+            key = self.pool.keys[i]
+            obs = self.observed.get(key)
+            if obs is None:
+                self._pending = (w, key)
+                return self.pool.archs[i]
+            self._record(w, key, float(obs.value), cached=True)
+        if self._ranking is None:
+            # descending; among equal scores the later index first (np.flip of a stable argsort)
+            self._ranking = np.argsort(self.scores(self.w_best), kind="stable")[::-1]
+        while self._rank_pos < len(self._ranking):
+            i = int(self._ranking[self._rank_pos])
+            self._rank_pos += 1
+            if self.pool.keys[i] not in self.observed:
+                return self.pool.archs[i]
+        raise StrategyError(f"robot exhausted its pool of {len(self.pool)} architectures")
+
+    def _tell(self, arch: Arch, key: str, obs: Observation) -> None:
+        if self._pending is not None and self._pending[1] == key:
+            w, _ = self._pending
+            self._pending = None
+            self._record(w, key, float(obs.value), cached=False)

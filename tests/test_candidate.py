@@ -1,0 +1,116 @@
+"""CandidateModule and the evaluators: recipe, determinism, warm-up through Lightning, benchmark lookups."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import pytest
+import torch
+
+from hnas.candidate import CandidateModule, initialise
+from hnas.data import build_datamodule
+from hnas.evaluate import BenchmarkEvaluator, Observation, TrainingEvaluator
+from hnas.spaces import get_space
+
+TINY = {"C": 4, "N": 1}
+CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
+
+
+def test_candidate_builds_from_string_or_index_and_reinit_is_deterministic():
+    space = get_space("nb201")
+    a = CandidateModule(space, CELL, num_classes=7, build_kwargs=TINY)
+    b = CandidateModule("nb201", 6111, num_classes=7, build_kwargs=TINY)
+    assert a.arch == b.arch and a.arch_str == CELL
+    assert a(torch.randn(3, 3, 32, 32)).shape == (3, 7)
+    a.reinit(5)
+    b.reinit(5)
+    for (na, pa), (_, pb) in zip(a.net.state_dict().items(), b.net.state_dict().items()):
+        assert torch.equal(pa, pb), na
+    b.reinit(6)
+    w = [n for n, p in a.net.named_parameters() if p.dim() == 4][0]
+    assert not torch.equal(a.net.state_dict()[w], b.net.state_dict()[w])
+
+
+def test_candidate_rejects_bad_init_and_classes():
+    with pytest.raises(ValueError, match="unknown init scheme 'foo'; valid: default"):
+        CandidateModule("nb201", 0, init="foo", build_kwargs=TINY)
+    with pytest.raises(ValueError, match="num_classes must be >= 2"):
+        CandidateModule("nb201", 0, num_classes=1, build_kwargs=TINY)
+
+
+def test_kaiming_fan_out_init_has_the_expected_std():
+    torch.manual_seed(0)
+    lin = torch.nn.Sequential(torch.nn.Linear(400, 300))
+    initialise(lin, "kaiming_fan_out")
+    # kaiming normal, fan_out = 300, gain sqrt(2): std = sqrt(2/300)
+    assert lin[0].weight.std().item() == pytest.approx(math.sqrt(2 / 300), rel=0.05)
+    assert torch.all(lin[0].bias == 0)
+
+
+def test_recipe_is_nesterov_sgd_with_per_step_cosine_to_zero():
+    dm = build_datamodule("synthetic", num_train=64, num_test=16, batch_size=8, augment=False)
+    module = CandidateModule("nb201", CELL, num_classes=dm.num_classes, build_kwargs=TINY, seed=0)
+    lrs: list[float] = []
+
+    class Spy(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    trainer = L.Trainer(max_steps=4, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                        callbacks=[Spy()])
+    trainer.fit(module, datamodule=dm)
+    opt = trainer.optimizers[0]
+    assert isinstance(opt, torch.optim.SGD)
+    g = opt.param_groups[0]
+    assert g["nesterov"] and g["momentum"] == 0.9 and g["weight_decay"] == 5e-4
+    expected = [0.1 * 0.5 * (1 + math.cos(math.pi * s / 4)) for s in range(4)]
+    assert lrs == pytest.approx(expected)
+
+
+def test_training_evaluator_warms_up_and_measures_validation_accuracy():
+    dm = build_datamodule("synthetic", num_train=128, num_test=32, batch_size=16, augment=False)
+    ev = TrainingEvaluator(get_space("nb201"), dm, budget={"max_steps": 3}, trainer={"accelerator": "cpu"},
+                           candidate={"build_kwargs": TINY})
+    obs = ev.evaluate(CELL)
+    assert isinstance(obs, Observation)
+    assert 0.0 <= obs.value <= 100.0 and obs.cost_s > 0
+    assert obs.info["steps"] == 3 and obs.info["source"] == "training"
+    # the same seed gives the same answer
+    assert ev.evaluate(CELL).value == obs.value
+
+
+@pytest.mark.parametrize("budget,msg", [({"max_steps": 0}, "max_steps=0 must be > 0"),
+                                        ({"epochs": 1}, "unknown warm-up budget key"),
+                                        ({"max_steps": None}, "needs one of max_steps")])
+def test_training_evaluator_rejects_bad_budgets(budget, msg):
+    dm = build_datamodule("synthetic", num_train=32, num_test=8)
+    with pytest.raises(ValueError, match=msg):
+        TrainingEvaluator(get_space("nb201"), dm, budget=budget)
+
+
+def test_benchmark_evaluator_reads_value_cost_and_test(shared_data):
+    from hnas.benchmarks import load_benchmark
+
+    space = get_space("nb201")
+    ev = BenchmarkEvaluator(load_benchmark("nb201", shared_data / "nb201" / "nb201.csv"), space)
+    obs = ev.evaluate(space.from_index(13714))
+    assert obs.value == pytest.approx(84.892)
+    assert obs.info["index"] == 13714
+    assert obs.info["test"]["cifar10_test"] == pytest.approx(94.37, abs=0.01)
+    assert 32 <= obs.cost_s <= 208
+    with pytest.raises(ValueError, match="no metric column 'nope'"):
+        BenchmarkEvaluator(ev.benchmark, space, metric="nope")
+
+
+@pytest.mark.slow
+def test_best_cell_warms_up_past_35_percent_on_cifar10(shared_data):
+    """Issue 2: the CIFAR-10-best cell (6111), 300 steps at batch 64, > 35 % validation accuracy."""
+    torch.set_num_threads(2)
+    dm = build_datamodule("imagefolder", root=str(shared_data / "cifar10"), batch_size=64)
+    ev = TrainingEvaluator(get_space("nb201"), dm, budget={"max_steps": 300}, trainer={"accelerator": "cpu"},
+                           limit_val_batches=40)
+    obs = ev.evaluate(6111)
+    print(f"\n6111 after 300 steps: val acc {obs.value:.2f} % on {40 * 64} images, {obs.cost_s:.0f} s")
+    assert obs.value > 35.0
