@@ -9,7 +9,7 @@ PIP := $(VENV)/bin/pip
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test test-all lint clean install install-dev
+.PHONY: run test test-all lint clean install install-dev paper-table own-table
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,7 @@ run: $(VENV)/.installed
 	$(PY) -m hnas.run +experiment=cifar10 $(ARGS)
 
 test: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check hnas tests
 	WANDB_MODE=offline $(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)
 
 test-all: $(VENV)/.installed-dev
@@ -37,6 +38,30 @@ test-all: $(VENV)/.installed-dev
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check hnas tests
+
+# --- reproduction tables (docs/results.md); SHARED points at the real data (../shared/data here) ---------------
+SHARED ?= ../shared/data
+SEEDS ?= 10,11,12,13,14,15,16,17,18,19
+NB201 := benchmark.path=$(SHARED)/nb201/nb201.csv
+
+# RoBoT (and baselines) on the 9,445-arch pool with imported NAS-Bench-Suite-Zero scores, T = 20
+paper-table: $(VENV)/.installed
+	for ds in cifar10 cifar100 imagenet16; do zc=$$( [ $$ds = imagenet16 ] && echo imagenet16 || echo cifar10 ); \
+	  for st in robot rea random; do \
+	  $(PY) -m hnas.run -m +experiment=nb201_$$ds strategy=$$st seed=$(SEEDS) $(NB201) logger=none \
+	    proxies=suite_zero_$$zc proxies.import_path=$(SHARED)/nb201/suite_zero_$$zc.csv \
+	    pool=table pool.path=$(SHARED)/nb201/suite_zero_$$zc.csv hydra.sweep.dir=results/paper/nb201_$$ds \
+	    || exit 1; done; done
+	$(PY) -m hnas.report results/paper --out results/paper/table.md --plot results/paper/trajectory.png
+
+# Every strategy on the 1,000-arch pool (pool.seed=0) with the proxy library's own CIFAR-10 scores, T = 20
+OWN_POOL := pool.size=1000 pool.seed=0 data=imagefolder data.root=$(SHARED)/cifar10
+own-table: $(VENV)/.installed
+	for ds in cifar10 cifar100 imagenet16; do \
+	  for st in robot hnas rea random training_free; do \
+	  $(PY) -m hnas.run -m +experiment=nb201_$$ds strategy=$$st seed=$(SEEDS) $(NB201) logger=none $(OWN_POOL) \
+	    hydra.sweep.dir=results/own/nb201_$$ds || exit 1; done; done
+	$(PY) -m hnas.report results/own --out results/own/table.md --plot results/own/trajectory.png
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -109,6 +109,18 @@ def ensure_scores(store: Any, space: Any, archs: list[Any], names: list[str], da
     return specs
 
 
+def default_run_id(cfg: DictConfig) -> str:
+    """``name-strategy-seedN-<hash>``: the same command resumes the same run; another pool, proxy source,
+    evaluator or strategy option gets its own trial log in a shared store."""
+    import hashlib
+    import json
+
+    parts = {k: _plain(cfg.get(k)) for k in ("space", "pool", "proxies", "strategy", "evaluator", "benchmark")}
+    parts["data"] = {k: _plain(cfg.data.get(k)) for k in ("name", "root")} if cfg.get("data") else None
+    digest = hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"{cfg.name}-{cfg.strategy.name}-seed{int(cfg.seed)}-{digest}"
+
+
 class Experiment:
     """Everything one ``python -m hnas.run`` does, built from its config."""
 
@@ -133,7 +145,7 @@ class Experiment:
         self.space = get_space(cfg.space.name)
         self.build_kwargs = dict(_plain(cfg.space.get("build", {})) or {})
         self.store = Store(Path(str(cfg.store)).expanduser())
-        self.run_id = cfg.get("run_id") or f"{cfg.name}-{strat.name}-seed{self.seed}"
+        self.run_id = cfg.get("run_id") or default_run_id(cfg)
         self.benchmark = self._benchmark()
         self.datamodule = None
         self.evaluator = self._evaluator()
@@ -240,12 +252,20 @@ class Experiment:
             "best": {"arch": best.get("arch"), "value": best.get("value"), "test": test},
             "n_evaluations": len(res.history), "search_cost_s": float(res.search_cost_s),
             "wall_s": None,
-            "history": [{"arch": h["arch"], "value": h["value"], "cost_s": h["cost_s"]} for h in res.history],
+            "history": [{k: h[k] for k in ("arch", "value", "cost_s", "test") if k in h} for h in res.history],
             "pool": self.pool.describe(), "replayed": int(res.n_replayed),
         }
+        if test is not None:
+            out["pool"]["optimum"] = self.pool_optimum(list(test))
         if res.extra:
             out["strategy_info"] = res.extra
         return out
+
+    def pool_optimum(self, metrics: list[str]) -> dict[str, float]:
+        """Best value of each test metric over the candidate pool: what a perfect search could reach."""
+        frame = self.benchmark.frame
+        idx = [self.space.index(a) for a in self.pool.archs]
+        return {m: float(frame.loc[idx, m].max()) for m in metrics}
 
     def plot(self, result: dict[str, Any], path: Path) -> None:
         """Best-so-far observed value (and target test metric) vs number of queries."""

@@ -11,6 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("HNAS_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 os.environ.setdefault("WANDB_MODE", "offline")
+# Tests use tiny networks: one intra-op thread is faster than two fighting over a loaded 2-core machine.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 

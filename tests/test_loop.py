@@ -201,6 +201,9 @@ def test_report_aggregates_result_files(tmp_path):
             "search_cost_s": 35.0,
             "wall_s": 1.0 + seed,
             "history": hist,
+            "target": "cifar10",
+            "pool": {"optimum": {"cifar10": 99.5}},
+            "strategy_info": {"T0": 6 + 2 * seed},
         }
         d = tmp_path / "runs" / f"seed{seed}"
         d.mkdir(parents=True)
@@ -208,7 +211,8 @@ def test_report_aggregates_result_files(tmp_path):
     text = build_report([tmp_path / "runs"], out=tmp_path / "results.md")
     row = [line for line in text.splitlines() if "| robot |" in line][0]
     assert (
-        "| nb201_cifar10 | robot | 2 | 93.00 ± 1.00 | 82.00 ± 2.00 | 3.0 | 35.00 ± 0.00 | 1.50 ± 0.50 |"
+        "| nb201_cifar10 | robot | 2 | cifar10 | 93.00 ± 1.00 | 99.50 | 82.00 ± 2.00 | 3.0 | 7.0 | 35.00 ± 0.00 "
+        "| 1.50 ± 0.50 |"
         == row
     )
     assert (tmp_path / "results.png").stat().st_size > 1000

@@ -64,6 +64,11 @@ def import_score_table(
     """
     path = Path(path)
     source = source or default_source(path)
+    digest = _file_digest(path) if path.is_file() else None
+    done = store.load_state(f"import:{space}:{source}")
+    if digest is not None and done is not None and done.get("sha256") == digest:
+        log.info("%s already imported as %r (%d architectures); nothing to do", path, source, done["rows"])
+        return int(done["rows"])
     df = read_table(path, ("index",), "score table", HOW_TO_GET)
     cols = [c for c in df.columns if c != "index"]
     if not cols:
@@ -91,5 +96,17 @@ def import_score_table(
                 score = ProxyScore(None, score.status, 0.0, f"{score.message or score.status} in {path.name}")
             rows.append((import_key(space, arch_key, proxies[c], source), score, source))
     store.put_scores(rows)
+    store.save_state(f"import:{space}:{source}", {"sha256": digest, "rows": len(seen), "path": str(path)})
     log.info("imported %d architectures x %d proxies from %s as %r", len(seen), len(cols), path, source)
     return len(seen)
+
+
+def _file_digest(path: Path) -> str:
+    """Content hash, so re-importing an unchanged table is a no-op and a changed one is re-imported."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

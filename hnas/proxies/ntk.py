@@ -7,13 +7,15 @@
 * ``kind="tenas"`` (TE-NAS ``get_ntk_n``): the sum of sample n's logits; parameters = every parameter whose
   name contains "weight" (BN affine weights included).
 
-Per-sample gradients — the faithful choice under train-mode BN. Both references take ONE batched forward
-(BN statistics over the whole batch) and differentiate sample n's output through it, so f_n depends on the
-other samples via the batch statistics. A per-sample ``vmap(grad)`` would run each sample as a batch of one
-and change those statistics. We therefore compute the exact Jacobian of the batched forward: one
-``torch.func.vjp`` of the logits, then ``vmap`` over the N one-hot output cotangents (N vector-Jacobian
-products batched, chunked by ``chunk_size`` to bound memory). (HNAS's autograd_hacks decomposes the gradient
-of Σ_n f_n by sample instead; the two coincide without batch coupling, e.g. BN in eval mode or no BN.)
+Per-sample gradients (option ``per_sample``). Both references take ONE batched forward with train-mode BN.
+
+* ``"hooks"`` (default for ``kind="hnas"``: HNAS's reference behaviour). Like HNAS's autograd_hacks: one
+  backward of Σ_n f_{y_n}(x_n), each layer's weight gradient split by sample as (input_n ⊗ output-grad_n).
+  About 20x faster than ``"exact"`` on CPU (7 s vs 157 s for an NB201 net at batch 64, measured here).
+* ``"exact"`` (default for ``kind="tenas"``): the exact Jacobian of the batched forward, i.e. sample n's
+  output differentiated through the batch statistics: one ``torch.func.vjp`` of the logits, then ``vmap``
+  over the N one-hot output cotangents (chunked by ``chunk_size`` to bound memory).
+The two coincide without batch coupling (BN in eval mode or no BN); with train-mode BN they differ.
 
 J is kept in float32 (N×P); Θ is accumulated in float64 parameter by parameter, and eigenvalues come from
 ``torch.linalg.eigvalsh`` in float64. ntk_trace and ntk_cond share one Θ through ``ctx.shared``.
@@ -146,7 +148,7 @@ def _theta(ctx: ProxyContext) -> torch.Tensor:
     kind = ctx.option("kind", "hnas")
     if kind not in NTK_KINDS:
         raise ValueError(f"ntk option kind={kind!r} is not one of {NTK_KINDS}")
-    mode = ctx.option("per_sample", "exact")
+    mode = ctx.option("per_sample") or ("hooks" if kind == "hnas" else "exact")
     if mode not in PER_SAMPLE_MODES:
         raise ValueError(f"ntk option per_sample={mode!r} is not one of {PER_SAMPLE_MODES}")
     if mode == "hooks" and kind != "hnas":
@@ -163,7 +165,7 @@ def _theta(ctx: ProxyContext) -> torch.Tensor:
     )
 
 
-_OPTIONS = {"kind": "hnas", "chunk_size": 16, "per_sample": "exact"}
+_OPTIONS = {"kind": "hnas", "chunk_size": 16, "per_sample": None}  # None: hooks for hnas, exact for tenas
 
 
 @register_proxy(

@@ -59,7 +59,11 @@ class ScoreSpec:
 
 
 class CandidatePool:
-    """``archs`` with identity ``keys`` (same order; hnas.run uses the exact spelling ``space.format``) and ``scores[name]`` float64 arrays (NaN = missing)."""
+    """``archs`` with identity ``keys`` and ``scores[name]`` float64 arrays (NaN = missing), same order.
+
+    hnas.run uses the exact spelling (``space.format``) as the identity key; the store's own proxy cache is
+    keyed by the canonical (isomorphism-aware) key, which ``from_store`` looks up separately.
+    """
 
     def __init__(
         self,
@@ -153,22 +157,19 @@ class CandidatePool:
         sources: dict[str, str] = {}
         missing: dict[str, int] = {}
         for spec in specs:
+            if spec.arch_key not in ("canonical", "spelling"):
+                raise PoolError(f"ScoreSpec.arch_key {spec.arch_key!r} is not one of: canonical, spelling")
+            lookup = canonical if spec.arch_key == "canonical" else keys
             if spec.exact:
                 found = store.get_scores(
-                    space_name,
-                    spec.proxy,
-                    spec.version,
-                    spec.seed,
-                    spec.batch_fp,
-                    spec.bn_mode,
-                    spec.dtype,
-                    arch_keys=keys,
+                    space_name, spec.proxy, spec.version, spec.seed, spec.batch_fp, spec.bn_mode, spec.dtype,
+                    arch_keys=lookup,
                 )
             else:
-                found = store.find_scores(space_name, spec.proxy, arch_keys=keys, source=spec.source)
+                found = store.find_scores(space_name, spec.proxy, arch_keys=lookup, source=spec.source)
             col = np.full(len(keys), np.nan)
             n_missing = 0
-            for i, k in enumerate(keys):
+            for i, k in enumerate(lookup):
                 s = found.get(k)
                 if s is None:
                     n_missing += 1

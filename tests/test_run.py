@@ -1,0 +1,164 @@
+"""The Hydra entry points end to end: hnas.run (search) and hnas.score (proxy scoring + correlations)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_module
+from hydra.errors import ConfigCompositionException, MissingConfigException
+
+from hnas.run import run
+from hnas.spaces import get_space
+
+SPACE = get_space("nb201")
+
+
+@pytest.fixture(scope="module")
+def fake_nb201(tmp_path_factory) -> Path:
+    """A complete compact NB201 table with synthetic but structured values (a fresh clone has no ../shared)."""
+    rng = np.random.default_rng(0)
+    archs = list(SPACE.enumerate())
+    n_conv = np.array([sum(op.startswith("nor_conv") for op in a) for a in archs], dtype=float)
+    base = 60 + 5 * n_conv + rng.normal(0, 1, len(archs))
+    df = pd.DataFrame({
+        "index": range(len(archs)), "arch": [SPACE.format(a) for a in archs],
+        "cifar10_test": base + 20, "cifar100_test": base, "imagenet16_test": base - 20,
+        "cifar10_valid_12ep": base + 10 + rng.normal(0, 0.5, len(archs)),
+        "cost_12ep_s": 50 + 10 * n_conv,
+    })
+    path = tmp_path_factory.mktemp("bench") / "nb201.csv"
+    df.to_csv(path, index=False)
+    return path
+
+
+def _cfg(name: str, overrides: list[str]):
+    with initialize_config_module(config_module="hnas.conf", version_base="1.3"):
+        return compose(name, overrides=overrides)
+
+
+def test_random_search_on_benchmark_writes_result_and_is_deterministic(fake_nb201, tmp_path):
+    over = ["+experiment=nb201_cifar10", "strategy=random", "strategy.budget=20", "seed=0",
+            f"benchmark.path={fake_nb201}", f"store={tmp_path / 'a.sqlite'}", "logger=none"]
+    r1 = run(_cfg("run", over), tmp_path / "out1")
+    saved = json.loads((tmp_path / "out1" / "result.json").read_text())
+    assert set(saved) >= {"experiment", "space", "strategy", "seed", "best", "n_evaluations", "search_cost_s",
+                          "wall_s", "history"}
+    assert saved["experiment"] == "nb201_cifar10" and saved["strategy"] == "random" and saved["seed"] == 0
+    assert saved["n_evaluations"] == 20 == len(saved["history"])
+    assert len({h["arch"] for h in saved["history"]}) == 20
+    table = pd.read_csv(fake_nb201).set_index("arch")
+    best = max(saved["history"], key=lambda h: h["value"])
+    assert saved["best"]["arch"] == best["arch"] and saved["best"]["value"] == best["value"]
+    assert saved["best"]["test"]["cifar10_test"] == pytest.approx(table.loc[best["arch"], "cifar10_test"])
+    assert saved["search_cost_s"] == pytest.approx(sum(table.loc[h["arch"], "cost_12ep_s"]
+                                                       for h in saved["history"]))
+    assert (tmp_path / "out1" / "trajectory.png").stat().st_size > 0
+    # same seed, fresh store -> same result; another seed -> another history
+    r2 = run(_cfg("run", [*over[:-2], f"store={tmp_path / 'b.sqlite'}", "logger=none"]), tmp_path / "out2")
+    assert r2["history"] == r1["history"] and r2["best"] == r1["best"]
+    r3 = run(_cfg("run", [*over[:3], "seed=1", *over[4:]]), tmp_path / "out3")
+    assert r3["history"] != r1["history"]
+
+
+def test_rerun_with_same_run_id_replays_the_log(fake_nb201, tmp_path):
+    over = ["+experiment=nb201_cifar10", "strategy=rea", "strategy.budget=8", f"benchmark.path={fake_nb201}",
+            f"store={tmp_path / 's.sqlite'}", "logger=csv"]
+    first = run(_cfg("run", over), tmp_path / "o")
+    again = run(_cfg("run", over), tmp_path / "o")
+    assert again["replayed"] == 8 and first["replayed"] == 0
+    assert again["history"] == first["history"]
+
+
+@pytest.mark.parametrize("override,message", [
+    (["strategy.budget=0"], "strategy.budget must be a positive number, got 0"),
+    (["strategy.budget=-3"], "strategy.budget must be a positive number, got -3"),
+    (["benchmark.path=/nonexistent/nb201.csv"], "/nonexistent/nb201.csv"),
+    (["pool=list", "pool.archs=[|bogus~0|]"], "bogus"),
+])
+def test_bad_input_gives_one_clear_error_and_writes_nothing(fake_nb201, tmp_path, override, message):
+    over = ["+experiment=nb201_cifar10", f"benchmark.path={fake_nb201}", f"store={tmp_path / 's.sqlite'}",
+            "logger=none", *override]
+    with pytest.raises(Exception, match=message):
+        run(_cfg("run", over), tmp_path / "out")
+    assert not (tmp_path / "out" / "result.json").exists()
+
+
+def test_unknown_names_are_rejected_by_the_config_layer(fake_nb201):
+    with pytest.raises(MissingConfigException, match="nope"):
+        _cfg("run", ["+experiment=nope"])
+    with pytest.raises((MissingConfigException, ConfigCompositionException), match="strategy"):
+        _cfg("run", ["+experiment=nb201_cifar10", "strategy=nope"])
+    with pytest.raises((MissingConfigException, ConfigCompositionException), match="space"):
+        _cfg("run", ["space=nope"])
+
+
+def test_missing_proxy_scores_name_the_command_that_computes_them(fake_nb201, tmp_path):
+    from hnas.search import PoolError
+
+    over = ["+experiment=nb201_cifar10", "strategy=robot", f"benchmark.path={fake_nb201}",
+            f"store={tmp_path / 's.sqlite'}", "proxies.source=suite_zero:absent.csv", "pool.size=30"]
+    with pytest.raises(PoolError, match=r"python -m hnas.score .*proxies.names=\[grad_norm"):
+        run(_cfg("run", over), tmp_path / "out")
+
+
+def test_training_evaluator_with_ddp_sim_inside_the_search_loop(tmp_path):
+    """Warm-ups on 2 CPU processes (gloo, ddp_spawn) while the search loop itself runs once, here."""
+    over = ["strategy=random", "strategy.budget=2", "evaluator=train", "evaluator.budget.max_steps=2",
+            "evaluator.limit_val_batches=2", "data=synthetic", "data.batch_size=8", "trainer=ddp_sim",
+            "benchmark=none", "space.build.C=4", "space.build.N=1", f"store={tmp_path / 's.sqlite'}", "logger=csv",
+            "name=ddp_sim_test"]
+    r = run(_cfg("run", over), tmp_path / "out")
+    assert r["n_evaluations"] == 2
+    for h in r["history"]:
+        assert 0.0 <= h["value"] <= 100.0 and h["cost_s"] > 0
+    rows = pd.read_csv(tmp_path / "out" / "architectures.csv")
+    assert len(rows) == 2
+
+
+def test_score_command_scores_caches_and_correlates(fake_nb201, tmp_path):
+    from hnas.score import score_pool
+
+    over = ["data=synthetic", "pool.size=6", "pool.seed=1", "proxies.names=[params,synflow,grad_norm]",
+            "proxies.batch.size=8", "space.build.C=4", "space.build.N=1", f"benchmark.path={fake_nb201}",
+            f"store={tmp_path / 's.sqlite'}", "timing_archs=2"]
+    out = score_pool(_cfg("score", over), tmp_path / "o1")
+    assert out["n_archs"] == 6 and out["target"] == "cifar10_test" and out["fwd_bwd_median_s"] > 0
+    for name in ("params", "synflow", "grad_norm"):
+        e = out["proxies"][name]
+        assert set(e) >= {"spearman", "kendall", "n", "median_s", "n_failed"} and e["n"] == 6
+        assert (tmp_path / "o1" / f"{name}.png").exists()
+    scores = pd.read_csv(tmp_path / "o1" / "scores.csv")
+    assert len(scores) == 6 and {"arch", "index", "params", "cifar10_test"} <= set(scores.columns)
+    # the reported correlations are those of the written columns, signed by the proxy's direction
+    from scipy import stats
+
+    for name in ("params", "synflow"):
+        rho = stats.spearmanr(scores[name], scores["cifar10_test"]).statistic
+        tau = stats.kendalltau(scores[name], scores["cifar10_test"]).statistic
+        assert out["proxies"][name]["spearman"] == pytest.approx(rho)
+        assert out["proxies"][name]["kendall"] == pytest.approx(tau)
+    # a second run reads everything from the store: the same numbers, nothing recomputed
+    from hnas.store import Store
+
+    n_rows = Store(tmp_path / "s.sqlite").count_scores()
+    again = score_pool(_cfg("score", over), tmp_path / "o2")
+    assert Store(tmp_path / "s.sqlite").count_scores() == n_rows == 18
+    assert again["proxies"]["synflow"]["spearman"] == out["proxies"]["synflow"]["spearman"]
+
+
+def test_pool_shards_are_disjoint_and_cover_the_pool(tmp_path):
+    from hnas.experiment import ConfigError, pool_archs
+
+    cfg = _cfg("score", ["pool.size=10"])
+    full = pool_archs(cfg.pool, SPACE)
+    shards = []
+    for i in (1, 2, 3):
+        cfg = _cfg("score", ["pool.size=10", f"pool.shard={i}/3"])
+        shards.append(pool_archs(cfg.pool, SPACE))
+    assert sorted(map(SPACE.format, sum(shards, []))) == sorted(map(SPACE.format, full))
+    with pytest.raises(ConfigError, match="pool.shard '4/3'"):
+        pool_archs(_cfg("score", ["pool.size=10", "pool.shard=4/3"]).pool, SPACE)
