@@ -46,6 +46,11 @@ def pool_archs(cfg_pool: Any, space: Any) -> list[Any]:
         if not path.is_file():
             raise ConfigError(f"pool.path {str(path)!r} does not exist (a CSV with an 'index' column)")
         idx = pd.read_csv(path, usecols=["index"])["index"].astype(int).tolist()
+        limit = cfg_pool.get("limit")
+        if limit is not None:
+            if int(limit) <= 0:
+                raise ConfigError(f"pool.limit must be > 0 (or null for every row), got {limit}")
+            idx = sorted(idx)[: int(limit)]
         archs = [space.from_index(i) for i in idx]
     else:
         raise ConfigError(f"unknown pool.kind {kind!r}; valid: sample, all, list, table")
@@ -187,7 +192,14 @@ class Experiment:
                                      trainer=_plain(self.cfg.trainer), candidate=cand, seed=self.seed,
                                      limit_val_batches=e.get("limit_val_batches"),
                                      default_root_dir=str(self.output_dir))
-        raise ConfigError(f"unknown evaluator.kind {e.kind!r}; valid: benchmark, train")
+        if e.kind == "nafbee":
+            from hnas.nafbee import NAFBeeEvaluator
+
+            if self.benchmark is None:
+                raise ConfigError("evaluator=nafbee needs benchmark.name=nafbee and benchmark.path=<nafbee.csv>")
+            return NAFBeeEvaluator(self.benchmark, self.space, metric=str(e.metric),
+                                   test_metrics=list(e.get("test_metrics") or [e.metric]))
+        raise ConfigError(f"unknown evaluator.kind {e.kind!r}; valid: benchmark, train, nafbee")
 
     def strategy_proxies(self) -> list[str]:
         return [str(p) for p in (self.cfg.strategy.get("proxies") or [])]
@@ -216,16 +228,24 @@ class Experiment:
         return scoring_settings(self.cfg.proxies, self.seed)
 
     def ensure_scores(self, archs: list[Any], names: list[str]) -> list[Any]:
-        return ensure_scores(self.store, self.space, archs, names, self._data(), self.scoring_settings(),
-                             self.build_kwargs)
+        from hnas.search import get_strategy_class
+
+        settings = self.scoring_settings()
+        prepare = getattr(get_strategy_class(str(self.cfg.strategy.name)), "prepare_scoring", None)
+        if prepare is not None:  # e.g. RBFleX's HDA: kernel widths decided before the pool is scored
+            settings = prepare(self, archs, settings)
+        return ensure_scores(self.store, self.space, archs, names, self._data(), settings, self.build_kwargs)
 
     # --- run -----------------------------------------------------------------------------------------------
     def execute(self) -> dict[str, Any]:
-        from hnas.search import make_strategy, run_search
+        from hnas.search import get_strategy_class, make_strategy, run_search
         from hnas.tracking import make_tracker, tracking
 
         strat = self.cfg.strategy
         options = dict(_plain(strat.get("options", {})) or {})
+        if getattr(get_strategy_class(strat.name), "needs_datamodule", False):
+            options.update(datamodule=self._data(), trainer=dict(_plain(self.cfg.trainer) or {}),
+                           build_kwargs=self.build_kwargs)
         strategy = make_strategy(strat.name, self.space, self.pool, strat.get("budget"), self.seed, **options)
         lcfg = dict(_plain(self.cfg.logger))
         kind = lcfg.pop("kind")
@@ -235,6 +255,8 @@ class Experiment:
             res = run_search(strategy, self.evaluator, self.store, self.run_id,
                              budget_queries=strat.get("budget"), budget_cost_s=strat.get("budget_cost_s"),
                              tracker=tracker, space=self.space)
+            if hasattr(strategy, "summary"):
+                res.extra.update(strategy.summary())
             result = self.result_dict(res)
             tracker.log_summary({"best_value": result["best"]["value"], **{
                 f"best_{k}": v for k, v in (result["best"].get("test") or {}).items()},
@@ -263,6 +285,8 @@ class Experiment:
 
     def pool_optimum(self, metrics: list[str]) -> dict[str, float]:
         """Best value of each test metric over the candidate pool: what a perfect search could reach."""
+        if hasattr(self.evaluator, "pool_optimum"):
+            return self.evaluator.pool_optimum(self.pool.archs, metrics)
         frame = self.benchmark.frame
         idx = [self.space.index(a) for a in self.pool.archs]
         return {m: float(frame.loc[idx, m].max()) for m in metrics}

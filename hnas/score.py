@@ -114,6 +114,8 @@ def score_pool(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         if truth is not None:
             entry.update(correlations(col, truth, proxies[n].higher_is_better))
         out["proxies"][n] = entry
+    if cfg.get("reference"):
+        compare_reference(out, frame, names, space, archs, Path(str(cfg.reference)))
     n_time = min(int(cfg.get("timing_archs", 10)), len(archs))
     if n_time > 0:
         b = dm.scoring_batch(settings["n"], settings["seed"], mode=settings["mode"])
@@ -129,6 +131,35 @@ def score_pool(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         log.info("%-12s spearman=%s kendall=%s n=%d failed=%d median=%.3fs", n, _fmt(e.get("spearman")),
                  _fmt(e.get("kendall")), e["n"], e["n_failed"], e["median_s"] or float("nan"))
     return out
+
+
+def compare_reference(out: dict[str, Any], frame: Any, names: list[str], space: Any, archs: list[Any],
+                      path: Path) -> None:
+    """Faithfulness: Spearman between our scores and a reference implementation's table (same archs by index).
+
+    Rank agreement only: the reference used its own initialisation and data batch, so values differ.
+    """
+    import pandas as pd
+    from scipy import stats
+
+    from hnas.benchmarks.score_tables import SUITE_ZERO_NAMES
+
+    if not path.is_file():
+        raise FileNotFoundError(f"reference score table {str(path)!r} does not exist")
+    ref = pd.read_csv(path).rename(columns=SUITE_ZERO_NAMES).set_index("index")
+    idx = [space.index(a) for a in archs]
+    out["reference"] = str(path)
+    for n in names:
+        if n not in ref.columns:
+            continue
+        theirs = ref[n].reindex(idx).to_numpy(dtype=float)
+        ours = frame[n].to_numpy(dtype=float)
+        ok = np.isfinite(theirs) & np.isfinite(ours)
+        rho = stats.spearmanr(ours[ok], theirs[ok]).statistic if ok.sum() >= 3 else float("nan")
+        out["proxies"][n]["reference_spearman"] = None if np.isnan(rho) else float(rho)
+        out["proxies"][n]["reference_n"] = int(ok.sum())
+        log.info("%-12s vs reference: spearman=%s on %d archs", n, _fmt(out["proxies"][n]["reference_spearman"]),
+                 int(ok.sum()))
 
 
 def _fmt(v: float | None) -> str:

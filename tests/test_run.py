@@ -162,3 +162,24 @@ def test_pool_shards_are_disjoint_and_cover_the_pool(tmp_path):
     assert sorted(map(SPACE.format, sum(shards, []))) == sorted(map(SPACE.format, full))
     with pytest.raises(ConfigError, match="pool.shard '4/3'"):
         pool_archs(_cfg("score", ["pool.size=10", "pool.shard=4/3"]).pool, SPACE)
+
+
+def test_score_command_compares_with_a_reference_table(fake_nb201, tmp_path):
+    from scipy import stats
+
+    from hnas.score import score_pool
+
+    archs = [SPACE.from_index(i) for i in (5, 17, 42, 99, 123, 456, 789)]
+    ref = pd.DataFrame({"index": [SPACE.index(a) for a in archs],
+                        "params": [float(i % 5) for i in range(7)], "jacov": np.linspace(0, 1, 7)})
+    ref_path = tmp_path / "ref.csv"
+    ref.to_csv(ref_path, index=False)
+    over = ["data=synthetic", "pool=table", f"pool.path={ref_path}", "pool.limit=6", "proxies.names=[params]",
+            "proxies.batch.size=8", "space.build.C=4", "space.build.N=1", f"benchmark.path={fake_nb201}",
+            f"store={tmp_path / 's.sqlite'}", "timing_archs=0", f"reference={ref_path}", "plots=false"]
+    out = score_pool(_cfg("score", over), tmp_path / "o")
+    assert out["n_archs"] == 6  # limit: the first 6 rows by index
+    ours = pd.read_csv(tmp_path / "o" / "scores.csv")
+    expected = stats.spearmanr(ours["params"], ref.sort_values("index")["params"][:6]).statistic
+    assert out["proxies"]["params"]["reference_spearman"] == pytest.approx(expected)
+    assert out["proxies"]["params"]["reference_n"] == 6

@@ -264,7 +264,10 @@ class HNASDataModule(L.LightningDataModule):
             valid_parts.append(members[:k])
             train_parts.append(members[k:])
         train_idx = torch.sort(torch.cat(train_parts)).values
-        valid_idx = torch.sort(torch.cat(valid_parts)).values
+        # The valid part keeps a seeded random order (not file order, which is class-sorted for image
+        # folders): a prefix of it — what `limit_val_batches` measures — is then a uniform, class-mixed sample.
+        valid_idx = torch.cat(valid_parts)
+        valid_idx = valid_idx[torch.randperm(len(valid_idx), generator=g)]
         if len(train_idx) == 0:
             raise DataError(f"{self.name}: valid_fraction={self.valid_fraction} leaves no training images")
         fit_idx = train_idx
@@ -340,7 +343,9 @@ class HNASDataModule(L.LightningDataModule):
         d = self.data
         if d.test_x is None:
             raise DataError(f"{self.name} has no test set{self._test_hint()}")
-        return self._loader(ArrayDataset(d.test_x, d.test_y), train=False)
+        # seeded random order for the same reason as the valid part: any prefix is a class-mixed sample
+        order = torch.randperm(len(d.test_y), generator=torch.Generator().manual_seed(self.split_seed))
+        return self._loader(ArrayDataset(d.test_x, d.test_y, order), train=False)
 
     # ----------------------------------------------------------- scoring batch
     def scoring_batch(self, n: int, seed: int, mode: str = "random", split: str = "train") -> ScoringBatch:

@@ -1,0 +1,214 @@
+"""RBFleX-NAS search (methods.md §6.4): rank a pool by the label-free RBFleX score, query the argmax first.
+
+One trial of the paper's protocol is "score the sampled pool, take the argmax"; as an ask/tell strategy the
+first ask is that argmax (budget T = 1 is the paper's protocol) and later asks go down the RBFleX ranking
+(T > 1: the hybrid form, real queries spent on the top-ranked candidates). The multi-trial protocol with the
+per-trial reset is ``hnas.rbflex_search``.
+
+Kernel bandwidths: ``gammas="hda"`` (default) detects (γ_K, γ_Q) with HDA (``hnas.proxies.rbflex.
+detect_gammas``) over ``n_gamma`` networks sampled from the space (or, ``hda_from="pool"``, the pool's own
+networks -- the NAFBee variant, with ``positive_only=True``) on the first ``n_images`` images of the scoring
+batch, before the pool is scored; ``gammas="fixed"`` uses ``gamma_k``/``gamma_q`` (None: the proxy's
+registered constants of the official scripts). The pool scores are the ``rbflex`` proxy's, computed with
+those γ's through the store cache (the γ's are proxy options, so they are part of the cache key).
+
+``prepare_scoring`` is the hook ``hnas.experiment`` calls before scoring the pool: it runs HDA and writes
+the γ's into the rbflex proxy options and into ``cfg.strategy.options`` (so the strategy, its saved state and
+the logged config carry them).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from hnas.search.base import Arch, Strategy, StrategyError
+
+log = logging.getLogger(__name__)
+
+GAMMA_MODES = ("hda", "fixed")
+HDA_SOURCES = ("sample", "pool")
+
+
+@dataclass(frozen=True)
+class HDAResult:
+    """γ's found by HDA, the networks (strings) they were detected on, and the detection time."""
+
+    gamma_k: float
+    gamma_q: float
+    archs: list[str]
+    n_images: int
+    positive_only: bool
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def hda_archs(space: Any, n_gamma: int, seed: int) -> list[Any]:
+    """``n_gamma`` distinct architectures drawn uniformly from ``space`` with ``seed`` (HDA's M_gamma)."""
+    if isinstance(n_gamma, bool) or not isinstance(n_gamma, (int, np.integer)) or n_gamma < 1:
+        raise StrategyError(f"n_gamma (networks sampled for HDA) must be a positive integer, got {n_gamma!r}")
+    size = space.size() if hasattr(space, "size") else None
+    n = int(n_gamma) if size is None else min(int(n_gamma), int(size))
+    return space.sample_many(n, np.random.default_rng(seed))
+
+
+def run_hda(
+    space: Any,
+    archs: Sequence[Any],
+    inputs: torch.Tensor,
+    num_classes: int,
+    build_kwargs: dict[str, Any] | None = None,
+    init_seed: int = 0,
+    positive_only: bool = False,
+) -> HDAResult:
+    """HDA over the networks of ``archs`` (each built under ``torch.manual_seed(init_seed)``) on ``inputs``."""
+    from hnas.proxies.rbflex import detect_gammas
+
+    if inputs.shape[0] < 2:
+        raise StrategyError(f"HDA needs at least 2 images, got {inputs.shape[0]}")
+    t0 = time.perf_counter()
+    models = []
+    with torch.random.fork_rng(devices=[]):
+        for a in archs:
+            torch.manual_seed(init_seed)
+            models.append(space.build(a, num_classes=num_classes, **(build_kwargs or {})))
+    gk, gq = detect_gammas(models, inputs, positive_only=positive_only)
+    res = HDAResult(gk, gq, [space.format(a) for a in archs], int(inputs.shape[0]), bool(positive_only),
+                    time.perf_counter() - t0)
+    log.info("HDA over %d networks on %d images: gamma_k=%.6g gamma_q=%.6g (%.1f s)", len(archs),
+             res.n_images, gk, gq, res.seconds)
+    return res
+
+
+def rank_order(scores: np.ndarray) -> np.ndarray:
+    """Pool indices best first (higher score better); ties keep pool order; NaN last (-inf before NaN)."""
+    s = np.asarray(scores, dtype=np.float64)
+    key = np.where(np.isnan(s), np.inf, -s)
+    return np.argsort(key, kind="stable")
+
+
+class RBFleXSearch(Strategy):
+    """Query the pool in RBFleX order: argmax first, then the next-best (see the module docstring)."""
+
+    name = "rbflex"
+    needs_pool = True
+    defaults: dict[str, Any] = {
+        "gammas": "hda",        # hda | fixed
+        "gamma_k": None,        # fixed value, or the γ's HDA found (filled in by prepare_scoring)
+        "gamma_q": None,
+        "n_gamma": 10,          # networks HDA samples from the space
+        "hda_from": "sample",   # sample (random networks of the space) | pool (the pool's networks: NAFBee)
+        "positive_only": False,  # HDA keeps only candidates > 0 (the NAFBee-BERT variant)
+        "hda_seed": None,       # seed of HDA's network sample (None: the run seed)
+    }
+
+    def setup(self) -> None:
+        o = self.options
+        if o["gammas"] not in GAMMA_MODES:
+            raise StrategyError(f"rbflex gammas={o['gammas']!r} is not one of: {', '.join(GAMMA_MODES)}")
+        if o["hda_from"] not in HDA_SOURCES:
+            raise StrategyError(f"rbflex hda_from={o['hda_from']!r} is not one of: {', '.join(HDA_SOURCES)}")
+        if (o["gamma_k"] is None) != (o["gamma_q"] is None):
+            raise StrategyError(
+                f"give both rbflex gamma_k and gamma_q or neither, got gamma_k={o['gamma_k']!r}, "
+                f"gamma_q={o['gamma_q']!r}"
+            )
+        for g in ("gamma_k", "gamma_q"):
+            if o[g] is not None and not (isinstance(o[g], (int, float)) and o[g] > 0):
+                raise StrategyError(f"rbflex {g} must be a positive number, got {o[g]!r}")
+        if o["gammas"] == "hda" and o["gamma_k"] is None:
+            raise StrategyError(
+                "rbflex gammas=hda but no detected γ's were given: run it through `python -m hnas.run` (the "
+                "experiment runs HDA before scoring the pool) or set strategy.options.gammas=fixed"
+            )
+        self.pool.require(["rbflex"], who="strategy 'rbflex'")
+        self._order = rank_order(self.pool.scores["rbflex"])
+        self._next = 0
+
+    @property
+    def done(self) -> bool:
+        return all(self.pool.keys[int(i)] in self.observed for i in self._order[self._next :])
+
+    def _ask(self) -> Arch:
+        while self._next < len(self._order):
+            i = int(self._order[self._next])
+            self._next += 1
+            if self.pool.keys[i] not in self.observed:
+                return self.pool.archs[i]
+        raise StrategyError(f"rbflex exhausted its pool of {len(self.pool)} architectures")
+
+    def ranking(self) -> list[tuple[str, float]]:
+        """(pool key, RBFleX score) best first: the whole pool's ranking, for reports."""
+        s = self.pool.scores["rbflex"]
+        return [(self.pool.keys[int(i)], float(s[int(i)])) for i in self._order]
+
+    def summary(self) -> dict[str, Any]:
+        """γ's and the top of the ranking, for result files."""
+        o = self.options
+        top = self.ranking()[: min(10, len(self.pool))]
+        return {"gammas": o["gammas"], "gamma_k": o["gamma_k"], "gamma_q": o["gamma_q"],
+                "top": [{"arch": k, "rbflex": v} for k, v in top]}
+
+    # ------------------------------------------------------------------ experiment hook
+    @classmethod
+    def prepare_scoring(cls, experiment: Any, archs: Sequence[Any], settings: dict[str, Any]) -> dict[str, Any]:
+        """Before the pool is scored: set the rbflex proxy's γ's (HDA or fixed) in ``settings['options']``.
+
+        With HDA, the detected γ's are also written to ``experiment.cfg.strategy.options`` so that the
+        strategy is built with them. Returns the updated copy of ``settings``.
+        """
+        from omegaconf import OmegaConf, open_dict
+
+        cfg = experiment.cfg
+        given = OmegaConf.to_container(cfg.strategy.get("options", {}) or {}, resolve=True)
+        opts = {**cls.defaults, **given}
+        out = {**settings, "options": {k: dict(v) for k, v in settings["options"].items()}}
+        rb = out["options"].setdefault("rbflex", {})
+        if opts["gammas"] == "fixed" or opts["gamma_k"] is not None:
+            if opts["gamma_k"] is not None:
+                rb.update(gamma_k=float(opts["gamma_k"]), gamma_q=float(opts["gamma_q"]))
+            return out
+        if opts["gammas"] != "hda":
+            raise StrategyError(f"rbflex gammas={opts['gammas']!r} is not one of: {', '.join(GAMMA_MODES)}")
+        res = hda_for_scoring(experiment.space, experiment._data(), settings, experiment.build_kwargs,
+                              archs if opts["hda_from"] == "pool" else None, n_gamma=int(opts["n_gamma"]),
+                              seed=int(experiment.seed if opts["hda_seed"] is None else opts["hda_seed"]),
+                              positive_only=bool(opts["positive_only"]))
+        rb.update(gamma_k=res.gamma_k, gamma_q=res.gamma_q)
+        with open_dict(cfg.strategy):
+            cfg.strategy.options.gamma_k = res.gamma_k
+            cfg.strategy.options.gamma_q = res.gamma_q
+        return out
+
+
+def hda_for_scoring(
+    space: Any,
+    datamodule: Any,
+    settings: dict[str, Any],
+    build_kwargs: dict[str, Any],
+    archs: Sequence[Any] | None = None,
+    n_gamma: int = 10,
+    seed: int = 0,
+    positive_only: bool = False,
+) -> HDAResult:
+    """HDA on the scoring batch of ``settings`` (its first ``n_images`` images, the rbflex option).
+
+    ``archs`` None: ``n_gamma`` networks sampled from ``space`` with ``seed``; else those networks.
+    """
+    from hnas.proxies.registry import get_proxy
+
+    n_images = int({**get_proxy("rbflex").options, **settings["options"].get("rbflex", {})}["n_images"])
+    batch = datamodule.scoring_batch(settings["n"], settings["seed"], mode=settings["mode"])
+    if not 2 <= n_images <= batch.x.shape[0]:
+        raise StrategyError(f"rbflex n_images={n_images} must be in [2, scoring batch size {batch.x.shape[0]}]")
+    nets = list(archs) if archs is not None else hda_archs(space, n_gamma, seed)
+    return run_hda(space, nets, batch.x[:n_images], datamodule.num_classes, build_kwargs,
+                   init_seed=int(settings["init_seed"]), positive_only=positive_only)
