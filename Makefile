@@ -54,13 +54,17 @@ paper-table: $(VENV)/.installed
 	    || exit 1; done; done
 	$(PY) -m hnas.report results/paper --out results/paper/table.md --plot results/paper/trajectory.png
 
-# Every strategy on the 1,000-arch pool (pool.seed=0) with the proxy library's own CIFAR-10 scores, T = 20
+# Every strategy on the 1,000-arch pool (pool.seed=0) with the proxy library's own CIFAR-10 scores (one fixed
+# 64-image batch of the CIFAR-10 training split, as HNAS/RoBoT use CIFAR-10 metrics for every target), T = 20.
+# Needs the scores in the store first: python -m hnas.score ... pool.size=1000 pool.seed=0 (see docs/results.md).
 OWN_POOL := pool.size=1000 pool.seed=0 data=imagefolder data.root=$(SHARED)/cifar10
+TF_PROXY ?= synflow
 own-table: $(VENV)/.installed
 	for ds in cifar10 cifar100 imagenet16; do \
 	  for st in robot hnas rea random training_free; do \
-	  $(PY) -m hnas.run -m +experiment=nb201_$$ds strategy=$$st seed=$(SEEDS) $(NB201) logger=none $(OWN_POOL) \
-	    hydra.sweep.dir=results/own/nb201_$$ds || exit 1; done; done
+	  extra=$$( [ $$st = training_free ] && echo strategy.options.proxy=$(TF_PROXY) ); \
+	  $(PY) -m hnas.run -m +experiment=nb201_$$ds strategy=$$st $$extra seed=$(SEEDS) $(NB201) logger=none \
+	    $(OWN_POOL) hydra.sweep.dir=results/own/nb201_$$ds || exit 1; done; done
 	$(PY) -m hnas.report results/own --out results/own/table.md --plot results/own/trajectory.png
 
 clean:
