@@ -51,8 +51,10 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
 def main(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
 
+    from hnas.cli import reports_user_errors
+
     log.debug("config:\n%s", OmegaConf.to_yaml(cfg))
-    result = run(cfg, HydraConfig.get().runtime.output_dir)
+    result = reports_user_errors(run)(cfg, HydraConfig.get().runtime.output_dir)
     return float(result["best"]["value"])
 
 

@@ -188,7 +188,9 @@ def plot_scores(frame: Any, names: list[str], target: str, output_dir: Path) -> 
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    score_pool(cfg, Path(HydraConfig.get().runtime.output_dir))
+    from hnas.cli import reports_user_errors
+
+    reports_user_errors(score_pool)(cfg, Path(HydraConfig.get().runtime.output_dir))
 
 
 if __name__ == "__main__":

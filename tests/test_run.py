@@ -183,3 +183,16 @@ def test_score_command_compares_with_a_reference_table(fake_nb201, tmp_path):
     expected = stats.spearmanr(ours["params"], ref.sort_values("index")["params"][:6]).statistic
     assert out["proxies"]["params"]["reference_spearman"] == pytest.approx(expected)
     assert out["proxies"]["params"]["reference_n"] == 6
+
+
+def test_cli_reports_bad_input_as_one_line_and_exit_status_2(fake_nb201, tmp_path, capsys):
+    from hnas.cli import reports_user_errors
+
+    over = ["+experiment=nb201_cifar10", f"benchmark.path={tmp_path / 'missing.csv'}",
+            f"store={tmp_path / 's.sqlite'}", "logger=none"]
+    with pytest.raises(SystemExit) as exit_info:
+        reports_user_errors(run)(_cfg("run", over), tmp_path / "out")
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: NAS-Bench-201 table not found:") and "missing.csv" in err[0]
+    assert not (tmp_path / "out").exists()

@@ -202,7 +202,7 @@ def test_pool_from_store_reads_scores_and_names_missing_command(tmp_path, space)
     assert pool.sources == {"snip": "hnas", "jacob_cov": "suite_zero:t.csv"}
     more = list(space.enumerate())[:7]
     with pytest.raises(
-        PoolError, match=r"snip: 2 of 7 .*`python -m hnas.score space=toy pool.size=7 .*proxies=\[snip\]`"
+        PoolError, match=r"snip: 2 of 7 .*`python -m hnas.score space=toy pool.size=7 .*proxies.names=\[snip\]`"
     ):
         CandidatePool.from_store(store, space, more, ["snip"])
 
