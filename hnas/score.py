@@ -40,18 +40,33 @@ def fwd_bwd_seconds(space: Any, archs: list[Any], x: Any, y: Any, num_classes: i
 
 
 def correlations(scores: np.ndarray, truth: np.ndarray, higher_is_better: bool) -> dict[str, Any]:
-    """Spearman and Kendall over the finite pairs, signed so that higher = the proxy agrees with accuracy."""
+    """Spearman and Kendall, signed so that higher = the proxy agrees with accuracy.
+
+    ``spearman``/``kendall``: over the architectures with a finite score only. ``*_failed_last``: every
+    architecture, those whose score failed (nan/inf status) ranked worst — NAS-Bench-Suite-Zero's convention
+    (it maps failed scores to -1e8), so these are the figures comparable with its published correlations.
+    """
     from scipy import stats
 
-    ok = np.isfinite(scores) & np.isfinite(truth)
-    n = int(ok.sum())
-    if n < 3:
-        return {"spearman": None, "kendall": None, "n": n}
     sign = 1.0 if higher_is_better else -1.0
-    rho = stats.spearmanr(sign * scores[ok], truth[ok]).statistic
-    tau = stats.kendalltau(sign * scores[ok], truth[ok]).statistic
-    return {"spearman": None if np.isnan(rho) else float(rho), "kendall": None if np.isnan(tau) else float(tau),
-            "n": n}
+    has_truth = np.isfinite(truth)
+    ok = np.isfinite(scores) & has_truth
+    n = int(ok.sum())
+    out: dict[str, Any] = {"spearman": None, "kendall": None, "n": n,
+                           "spearman_failed_last": None, "kendall_failed_last": None}
+    if n >= 3:
+        out["spearman"] = _nan_none(stats.spearmanr(sign * scores[ok], truth[ok]).statistic)
+        out["kendall"] = _nan_none(stats.kendalltau(sign * scores[ok], truth[ok]).statistic)
+    if has_truth.sum() >= 3:
+        ranked = np.where(np.isfinite(scores), sign * scores, -np.inf)[has_truth]
+        ranked = np.where(np.isinf(ranked), np.nanmin(ranked[np.isfinite(ranked)], initial=0.0) - 1.0, ranked)
+        out["spearman_failed_last"] = _nan_none(stats.spearmanr(ranked, truth[has_truth]).statistic)
+        out["kendall_failed_last"] = _nan_none(stats.kendalltau(ranked, truth[has_truth]).statistic)
+    return out
+
+
+def _nan_none(v: float) -> float | None:
+    return None if np.isnan(v) else float(v)
 
 
 def score_pool(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
@@ -82,8 +97,9 @@ def score_pool(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     pool = CandidatePool.from_store(store, space, archs, specs)
 
     # per-proxy seconds and failures, straight from the store rows
+    canonical = [space.key(a) for a in archs]  # the own cache is keyed by the canonical key
     rows = {n: store.get_scores(space.name, s.proxy, s.version, s.seed, s.batch_fp, s.bn_mode, s.dtype,
-                                arch_keys=pool.keys) for n, s in zip(names, specs)}
+                                arch_keys=canonical) for n, s in zip(names, specs)}
     truth = None
     target = cfg.get("target")
     frame = pd.DataFrame({"arch": [space.format(a) for a in archs]})
@@ -104,7 +120,7 @@ def score_pool(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     for n in names:
         col = pool.scores[n]
         frame[n] = col
-        recs = [rows[n].get(k) for k in pool.keys]
+        recs = [rows[n].get(k) for k in canonical]
         frame[f"{n}_status"] = [r.status if r is not None else "missing" for r in recs]
         secs = [r.seconds for r in recs if r is not None]
         entry: dict[str, Any] = {"n": int(np.isfinite(col).sum()),
@@ -127,6 +143,7 @@ def score_pool(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     if cfg.get("plots", True) and truth is not None:
         plot_scores(frame, names, target, output_dir)
     _atomic_write_text(output_dir / "result.json", json.dumps(out, indent=2) + "\n")
+    _atomic_write_text(output_dir / "result.md", markdown_summary(out))
     for n, e in out["proxies"].items():
         log.info("%-12s spearman=%s kendall=%s n=%d failed=%d median=%.3fs", n, _fmt(e.get("spearman")),
                  _fmt(e.get("kendall")), e["n"], e["n_failed"], e["median_s"] or float("nan"))
@@ -160,6 +177,28 @@ def compare_reference(out: dict[str, Any], frame: Any, names: list[str], space: 
         out["proxies"][n]["reference_n"] = int(ok.sum())
         log.info("%-12s vs reference: spearman=%s on %d archs", n, _fmt(out["proxies"][n]["reference_spearman"]),
                  int(ok.sum()))
+
+
+def markdown_summary(out: dict[str, Any]) -> str:
+    """The result as a markdown table: one row per proxy."""
+    ref = "reference" in out
+    head = ["proxy", "Spearman", "Kendall", "Spearman (failed last)", "Kendall (failed last)", "n", "failed",
+            "median s"] + (["Spearman vs reference"] if ref else [])
+    lines = [f"{out['n_archs']} architectures of {out['space']}, target {out['target']}, one forward+backward "
+             f"median {out['fwd_bwd_median_s'] or float('nan'):.3f} s", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, e in out["proxies"].items():
+        cells = [name, *(_num(e.get(k)) for k in ("spearman", "kendall", "spearman_failed_last",
+                                                  "kendall_failed_last")),
+                 str(e["n"]), str(e["n_failed"]), _num(e.get("median_s"))]
+        if ref:
+            cells.append(_num(e.get("reference_spearman")))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _num(v: float | None) -> str:
+    return "–" if v is None else f"{v:.3f}"
 
 
 def _fmt(v: float | None) -> str:

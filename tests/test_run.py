@@ -131,6 +131,8 @@ def test_score_command_scores_caches_and_correlates(fake_nb201, tmp_path):
         e = out["proxies"][name]
         assert set(e) >= {"spearman", "kendall", "n", "median_s", "n_failed"} and e["n"] == 6
         assert (tmp_path / "o1" / f"{name}.png").exists()
+    md = (tmp_path / "o1" / "result.md").read_text()
+    assert f"| params | {out['proxies']['params']['spearman']:.3f} |" in md
     scores = pd.read_csv(tmp_path / "o1" / "scores.csv")
     assert len(scores) == 6 and {"arch", "index", "params", "cifar10_test"} <= set(scores.columns)
     # the reported correlations are those of the written columns, signed by the proxy's direction
@@ -196,3 +198,15 @@ def test_cli_reports_bad_input_as_one_line_and_exit_status_2(fake_nb201, tmp_pat
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: NAS-Bench-201 table not found:") and "missing.csv" in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_correlations_count_failed_scores_as_worst_only_in_the_failed_last_figures():
+    from hnas.score import correlations
+
+    truth = np.array([10.0, 20.0, 30.0, 40.0, 5.0])
+    scores = np.array([1.0, 2.0, 4.0, 3.0, np.nan])  # the failed network is also the worst one
+    c = correlations(scores, truth, higher_is_better=True)
+    assert c["n"] == 4 and c["spearman"] == pytest.approx(0.8)  # 1 - 6*2/(4*15)
+    assert c["spearman_failed_last"] == pytest.approx(0.9)      # 1 - 6*2/(5*24)
+    lower = correlations(-scores, truth, higher_is_better=False)
+    assert lower["spearman"] == pytest.approx(0.8) and lower["spearman_failed_last"] == pytest.approx(0.9)
