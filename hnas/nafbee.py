@@ -106,7 +106,8 @@ def nafbee_ranking(
     from hnas.proxies.cache import score_cached_many
     from hnas.proxies.registry import get_proxy
     from hnas.proxies.runtime import score_network
-    from hnas.search.rbflex import GAMMA_MODES, hda_for_scoring, rank_order
+    from hnas.search.rbflex import GAMMA_MODES, hda_for_scoring
+    from hnas.search.training_free import rank_order
 
     if gammas not in GAMMA_MODES:
         raise ValueError(f"gammas={gammas!r} is not one of: {', '.join(GAMMA_MODES)}")

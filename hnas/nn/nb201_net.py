@@ -8,7 +8,7 @@ list of ``3N + 2`` widths ``[cell]*N + [reduction] + [cell]*N + [reduction] + [c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -60,6 +60,41 @@ class NB201Cell(nn.Module):
         return nodes[3]
 
 
+def build_skeleton(
+    net: nn.Module,
+    channels: Sequence[int],
+    num_classes: int,
+    bn_affine: bool,
+    bn_track_running_stats: bool,
+    in_channels: int,
+    make_cell: Callable[[int, int], nn.Module],
+) -> None:
+    """The NB201 macro skeleton on ``net``: stem, 3 stages of N cells with residual reductions between them,
+    BN-ReLU, global pooling, classifier. ``make_cell(c_in, c_out)`` builds a normal cell, so the single-cell
+    network and the weight-sharing supernet share one skeleton (same module order, same init draws)."""
+    channels = [int(c) for c in channels]
+    if len(channels) % 3 != 2 or len(channels) < 5:
+        raise ValueError(f"channel plan needs 3N+2 entries (N >= 1), got {len(channels)}: {channels}")
+    if any(c < 1 for c in channels) or num_classes < 1:
+        raise ValueError(f"channels and num_classes must be >= 1, got {channels}, {num_classes}")
+    n = len(channels) // 3
+    reductions = [False] * n + [True] + [False] * n + [True] + [False] * n
+    aff, trs = bn_affine, bn_track_running_stats
+    net.channels = channels
+    net.stem = nn.Sequential(
+        nn.Conv2d(in_channels, channels[0], kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm2d(channels[0], affine=aff, track_running_stats=trs),
+    )
+    net.cells = nn.ModuleList()
+    c_prev = channels[0]
+    for c_curr, reduction in zip(channels, reductions):
+        net.cells.append(ResNetBasicBlock(c_prev, c_curr, 2, aff, trs) if reduction else make_cell(c_prev, c_curr))
+        c_prev = c_curr
+    net.lastact = nn.Sequential(nn.BatchNorm2d(c_prev, affine=aff, track_running_stats=trs), nn.ReLU(inplace=False))
+    net.global_pooling = nn.AdaptiveAvgPool2d(1)
+    net.classifier = nn.Linear(c_prev, num_classes)
+
+
 class NB201Network(nn.Module):
     """NAS-Bench-201 "TinyNetwork" (and NATS-Bench "DynamicShapeTinyNet") for one cell genotype.
 
@@ -78,33 +113,8 @@ class NB201Network(nn.Module):
         in_channels: int = 3,
     ) -> None:
         super().__init__()
-        channels = [int(c) for c in channels]
-        if len(channels) % 3 != 2 or len(channels) < 5:
-            raise ValueError(f"channel plan needs 3N+2 entries (N >= 1), got {len(channels)}: {channels}")
-        if any(c < 1 for c in channels) or num_classes < 1:
-            raise ValueError(f"channels and num_classes must be >= 1, got {channels}, {num_classes}")
-        n = len(channels) // 3
-        reductions = [False] * n + [True] + [False] * n + [True] + [False] * n
-        aff, trs = bn_affine, bn_track_running_stats
-        self.channels = channels
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, channels[0], kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(channels[0], affine=aff, track_running_stats=trs),
-        )
-        self.cells = nn.ModuleList()
-        c_prev = channels[0]
-        for c_curr, reduction in zip(channels, reductions):
-            if reduction:
-                cell: nn.Module = ResNetBasicBlock(c_prev, c_curr, 2, aff, trs)
-            else:
-                cell = NB201Cell(ops, c_prev, c_curr, aff, trs)
-            self.cells.append(cell)
-            c_prev = c_curr
-        self.lastact = nn.Sequential(
-            nn.BatchNorm2d(c_prev, affine=aff, track_running_stats=trs), nn.ReLU(inplace=False)
-        )
-        self.global_pooling = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(c_prev, num_classes)
+        build_skeleton(self, channels, num_classes, bn_affine, bn_track_running_stats, in_channels,
+                       lambda c_in, c_out: NB201Cell(ops, c_in, c_out, bn_affine, bn_track_running_stats))
 
     def forward_pre_gap(self, x: torch.Tensor) -> torch.Tensor:
         """Feature map after the final BN-ReLU, before global average pooling (Zen-score uses it)."""

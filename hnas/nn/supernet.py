@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from hnas.nn.nb201_net import EDGES, NB201Cell, NB201Network
-from hnas.nn.ops import OP_NAMES, OPS, ResNetBasicBlock
+from hnas.nn.nb201_net import EDGES, NB201Cell, NB201Network, build_skeleton
+from hnas.nn.ops import OP_NAMES, OPS
 
 
 class SupernetError(ValueError):
@@ -67,34 +67,9 @@ class NB201Supernet(nn.Module):
         in_channels: int = 3,
     ) -> None:
         super().__init__()
-        channels = [int(c) for c in channels]
-        if len(channels) % 3 != 2 or len(channels) < 5:
-            raise ValueError(f"channel plan needs 3N+2 entries (N >= 1), got {len(channels)}: {channels}")
-        if any(c < 1 for c in channels) or num_classes < 1:
-            raise ValueError(f"channels and num_classes must be >= 1, got {channels}, {num_classes}")
-        n = len(channels) // 3
-        reductions = [False] * n + [True] + [False] * n + [True] + [False] * n
-        aff, trs = bn_affine, bn_track_running_stats
-        self.channels = channels
+        build_skeleton(self, channels, num_classes, bn_affine, bn_track_running_stats, in_channels,
+                       lambda c_in, c_out: NB201SuperCell(c_in, c_out, bn_affine, bn_track_running_stats))
         self.num_classes = int(num_classes)
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, channels[0], kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(channels[0], affine=aff, track_running_stats=trs),
-        )
-        self.cells = nn.ModuleList()
-        c_prev = channels[0]
-        for c_curr, reduction in zip(channels, reductions):
-            if reduction:
-                cell: nn.Module = ResNetBasicBlock(c_prev, c_curr, 2, aff, trs)
-            else:
-                cell = NB201SuperCell(c_prev, c_curr, aff, trs)
-            self.cells.append(cell)
-            c_prev = c_curr
-        self.lastact = nn.Sequential(
-            nn.BatchNorm2d(c_prev, affine=aff, track_running_stats=trs), nn.ReLU(inplace=False)
-        )
-        self.global_pooling = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(c_prev, num_classes)
 
     @staticmethod
     def check_arch(arch: Sequence[str]) -> tuple[str, ...]:

@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from hnas.search.base import Arch, Strategy, StrategyError
+from hnas.search.base import StrategyError
+from hnas.search.training_free import RankedPoolSearch
 
 log = logging.getLogger(__name__)
 
@@ -88,18 +89,10 @@ def run_hda(
     return res
 
 
-def rank_order(scores: np.ndarray) -> np.ndarray:
-    """Pool indices best first (higher score better); ties keep pool order; NaN last (-inf before NaN)."""
-    s = np.asarray(scores, dtype=np.float64)
-    key = np.where(np.isnan(s), np.inf, -s)
-    return np.argsort(key, kind="stable")
-
-
-class RBFleXSearch(Strategy):
+class RBFleXSearch(RankedPoolSearch):
     """Query the pool in RBFleX order: argmax first, then the next-best (see the module docstring)."""
 
     name = "rbflex"
-    needs_pool = True
     defaults: dict[str, Any] = {
         "gammas": "hda",        # hda | fixed
         "gamma_k": None,        # fixed value, or the γ's HDA found (filled in by prepare_scoring)
@@ -130,20 +123,7 @@ class RBFleXSearch(Strategy):
                 "experiment runs HDA before scoring the pool) or set strategy.options.gammas=fixed"
             )
         self.pool.require(["rbflex"], who="strategy 'rbflex'")
-        self._order = rank_order(self.pool.scores["rbflex"])
-        self._next = 0
-
-    @property
-    def done(self) -> bool:
-        return all(self.pool.keys[int(i)] in self.observed for i in self._order[self._next :])
-
-    def _ask(self) -> Arch:
-        while self._next < len(self._order):
-            i = int(self._order[self._next])
-            self._next += 1
-            if self.pool.keys[i] not in self.observed:
-                return self.pool.archs[i]
-        raise StrategyError(f"rbflex exhausted its pool of {len(self.pool)} architectures")
+        self.rank(self.pool.scores["rbflex"])
 
     def ranking(self) -> list[tuple[str, float]]:
         """(pool key, RBFleX score) best first: the whole pool's ranking, for reports."""

@@ -17,29 +17,22 @@ def proxy_direction(name: str) -> bool:
         return True
 
 
-class TrainingFree(Strategy):
-    """Options: ``proxy`` (a pool score column), ``higher_is_better`` (None: the registered direction).
+def rank_order(scores: np.ndarray, higher_is_better: bool = True) -> np.ndarray:
+    """Pool indices best first; ties keep pool order; NaN (failed scores) last."""
+    s = np.asarray(scores, dtype=np.float64)
+    key = np.where(np.isnan(s), np.inf, -s if higher_is_better else s)
+    return np.argsort(key, kind="stable")
 
-    Ties keep pool order; NaN scores rank last.
-    """
 
-    name = "training_free"
+class RankedPoolSearch(Strategy):
+    """Query the pool in the order of a ranking (``self._order``, set by ``setup``), skipping observed archs."""
+
     needs_pool = True
-    defaults = {"proxy": "synflow", "higher_is_better": None}
-
-    def setup(self) -> None:
-        proxy = self.options["proxy"]
-        self.pool.require([proxy], who=f"strategy 'training_free' (proxy={proxy!r})")
-        hib = self.options["higher_is_better"]
-        hib = proxy_direction(proxy) if hib is None else bool(hib)
-        s = self.pool.scores[proxy]
-        key = np.where(np.isnan(s), np.inf, -s if hib else s)
-        self._order = np.argsort(key, kind="stable")
-        self._next = 0
+    _order: np.ndarray
 
     @property
     def done(self) -> bool:
-        return self._next >= len(self._order)
+        return all(self.pool.keys[int(i)] in self.observed for i in self._order[self._next :])
 
     def _ask(self) -> Arch:
         while self._next < len(self._order):
@@ -47,4 +40,25 @@ class TrainingFree(Strategy):
             self._next += 1
             if self.pool.keys[i] not in self.observed:
                 return self.pool.archs[i]
-        raise StrategyError(f"training_free exhausted its pool of {len(self.pool)} architectures")
+        raise StrategyError(f"{self.name} exhausted its pool of {len(self.pool)} architectures")
+
+    def rank(self, scores: np.ndarray, higher_is_better: bool = True) -> None:
+        self._order = rank_order(scores, higher_is_better)
+        self._next = 0
+
+
+class TrainingFree(RankedPoolSearch):
+    """Options: ``proxy`` (a pool score column), ``higher_is_better`` (None: the registered direction).
+
+    Ties keep pool order; NaN scores rank last.
+    """
+
+    name = "training_free"
+    defaults = {"proxy": "synflow", "higher_is_better": None}
+
+    def setup(self) -> None:
+        proxy = self.options["proxy"]
+        self.pool.require([proxy], who=f"strategy 'training_free' (proxy={proxy!r})")
+        hib = self.options["higher_is_better"]
+        hib = proxy_direction(proxy) if hib is None else bool(hib)
+        self.rank(self.pool.scores[proxy], hib)
