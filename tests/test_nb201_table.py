@@ -55,7 +55,6 @@ def no_init(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(cls, "reset_parameters", lambda self: None)
 
 
-@pytest.mark.slow
 def test_built_parameter_counts_equal_table_for_every_row(table: list[dict[str, str]], no_init: None) -> None:
     space = NB201Space()
     archs = list(space.enumerate())
