@@ -210,3 +210,14 @@ def test_correlations_count_failed_scores_as_worst_only_in_the_failed_last_figur
     assert c["spearman_failed_last"] == pytest.approx(0.9)      # 1 - 6*2/(5*24)
     lower = correlations(-scores, truth, higher_is_better=False)
     assert lower["spearman"] == pytest.approx(0.8) and lower["spearman_failed_last"] == pytest.approx(0.9)
+
+
+def test_unknown_proxy_in_a_strategy_is_named_with_the_valid_ones(fake_nb201, tmp_path):
+    from hnas.proxies.registry import ProxyError
+
+    over = ["+experiment=nb201_cifar10", "strategy=robot", "strategy.options.metrics=[snip,bogus]",
+            f"benchmark.path={fake_nb201}", f"store={tmp_path / 's.sqlite'}", "data=synthetic", "pool.size=5",
+            "space.build.C=4", "space.build.N=1", "logger=none"]
+    with pytest.raises(ProxyError, match=r"unknown proxy 'bogus'; valid: .*grad_norm.*synflow"):
+        run(_cfg("run", over), tmp_path / "out")
+    assert not (tmp_path / "out" / "result.json").exists()
