@@ -87,7 +87,7 @@ def ensure_scores(store: Any, space: Any, archs: list[Any], names: list[str], da
     """Compute (and store) every missing proxy score of the pool; return the exact ScoreSpecs to read them."""
     import torch
 
-    from hnas.proxies.cache import _score_key, score_cached_many
+    from hnas.proxies.cache import score_cached_many, score_key
     from hnas.proxies.registry import get_proxy
     from hnas.search import ScoreSpec
 
@@ -108,7 +108,7 @@ def ensure_scores(store: Any, space: Any, archs: list[Any], names: list[str], da
     log.info("proxy scores for %d archs ready in %.1f s", len(archs), time.perf_counter() - t0)
     specs = []
     for name, proxy in zip(names, proxies):
-        k = _score_key(space.name, "", proxy, s["init_seed"], batch.fingerprint, s["bn_mode"], dtype)
+        k = score_key(space.name, "", proxy, s["init_seed"], batch.fingerprint, s["bn_mode"], dtype)
         specs.append(ScoreSpec(k.proxy, name=name, version=k.version, seed=k.seed, batch_fp=k.batch_fp,
                                bn_mode=k.bn_mode, dtype=k.dtype))
     return specs

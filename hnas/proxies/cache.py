@@ -44,7 +44,8 @@ def _unpack_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None, str]:
     )
 
 
-def _score_key(space: str, arch_key: str, p: Proxy, seed: int, fp: str, bn_mode: str | None, dtype: Any):
+def score_key(space: str, arch_key: str, p: Proxy, seed: int, fp: str, bn_mode: str | None, dtype: Any) -> Any:
+    """The store key of proxy ``p``'s score: name + non-default options, version, init seed, batch, BN mode, dtype."""
     from hnas.store import ScoreKey
 
     return ScoreKey(space, arch_key, p.key_name, p.version, seed, fp, bn_mode or p.bn_mode, dtype or p.dtype)
@@ -112,7 +113,7 @@ def score_cached_many(
     keys = [space.key(a) for a in arch_list]
     cached: dict[str, dict[str, ProxyScore]] = {}
     for p in resolved:
-        k = _score_key(space.name, "", p, seed, fp, bn_mode, dtype)
+        k = score_key(space.name, "", p, seed, fp, bn_mode, dtype)
         cached[p.name] = store.get_scores(
             k.space, k.proxy, k.version, k.seed, k.batch_fp, k.bn_mode, k.dtype, arch_keys=keys
         )
@@ -140,7 +141,7 @@ def score_cached_many(
                 **score_kwargs,
             )
             rows = [
-                (_score_key(space.name, key, p, seed, fp, bn_mode, dtype), new[p.name], source)
+                (score_key(space.name, key, p, seed, fp, bn_mode, dtype), new[p.name], source)
                 for p in missing
                 if new[p.name].status in CACHED_STATUSES
             ]
