@@ -19,9 +19,8 @@ import torch
 from torch import nn
 
 from hnas.proxies.activations import activation_modules
-from hnas.proxies.context import ProxyContext
+from hnas.proxies.context import ProxyContext, model_logits
 from hnas.proxies.registry import register_proxy
-from hnas.proxies.zico import model_logits
 
 
 def activation_patterns(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -29,9 +29,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vjp, vmap
 
-from hnas.proxies.context import ProxyContext
+from hnas.proxies.context import ProxyContext, model_logits, weight_layers
 from hnas.proxies.registry import register_proxy
-from hnas.proxies.zico import model_logits, weight_layers
 
 NTK_KINDS = ("hnas", "tenas")
 PER_SAMPLE_MODES = ("exact", "hooks")

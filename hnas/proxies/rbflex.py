@@ -26,9 +26,8 @@ import torch
 from torch import nn
 
 from hnas.proxies.activations import activation_modules
-from hnas.proxies.context import ProxyContext
+from hnas.proxies.context import ProxyContext, model_logits
 from hnas.proxies.registry import register_proxy
-from hnas.proxies.zico import model_logits
 
 GAMMA_K = 2.68690173088039e-12
 GAMMA_Q = 1.02460061284506e-11

@@ -24,16 +24,9 @@ import math
 
 import torch
 
-from hnas.proxies.context import ProxyContext
+from hnas.proxies.context import ProxyContext, model_logits, weight_layers
 from hnas.proxies.registry import register_proxy
-from hnas.proxies.zico import (
-    chunk_weight_grads,
-    model_logits,
-    split_batches,
-    weight_layers,
-    zico_from_terms,
-    zico_layer_terms,
-)
+from hnas.proxies.zico import chunk_weight_grads, split_batches, zico_from_terms, zico_layer_terms
 
 
 def _warm_up(ctx: ProxyContext, opt: torch.optim.Optimizer, steps: int, batch_size: int) -> None:

@@ -23,10 +23,9 @@ import math
 import torch
 from torch import nn
 
-from hnas.proxies.context import ProxyContext
+from hnas.proxies.context import WEIGHT_LAYER_TYPES, ProxyContext
 from hnas.proxies.rbflex import final_layer
 from hnas.proxies.registry import register_proxy
-from hnas.proxies.zico import WEIGHT_LAYER_TYPES
 
 BN_VARS = ("running", "batch")
 _POOL_TYPES: tuple[type[nn.Module], ...] = (

@@ -16,30 +16,9 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
-from hnas.proxies.context import ProxyContext
+from hnas.proxies.context import ProxyContext, model_logits, weight_layers
 from hnas.proxies.registry import register_proxy
-
-WEIGHT_LAYER_TYPES: tuple[type[nn.Module], ...] = (nn.modules.conv._ConvNd, nn.Linear)
-
-
-def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Conv/Linear leaf modules with a weight, in ``named_modules()`` order (the references' layer set)."""
-    return [
-        (n, m)
-        for n, m in model.named_modules()
-        if isinstance(m, WEIGHT_LAYER_TYPES) and isinstance(getattr(m, "weight", None), torch.Tensor)
-    ]
-
-
-def model_logits(out: object) -> torch.Tensor:
-    """The logits of a forward output: a tensor, or the last element of a tuple/list (NB201 style)."""
-    if isinstance(out, (tuple, list)):
-        out = out[-1]
-    if not isinstance(out, torch.Tensor):
-        raise TypeError(f"network output must be a tensor or a tuple ending in one, got {type(out).__name__}")
-    return out
 
 
 def split_batches(ctx: ProxyContext, n_batches: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
