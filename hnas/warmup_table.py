@@ -5,16 +5,23 @@ NB201 supernet is warmed up (or its checkpoint loaded), every architecture of th
 sub-network with inherited weights (supernet mode, hnas.supernet), and Spearman / Kendall against the
 benchmark column (``cifar10_test``) are written as a markdown table, a PNG plot and a JSON of all scores.
 
+Each fraction's scores are saved under ``<cache-dir>/scores/`` named after the supernet checkpoint, the pool, the
+scoring batch, the seed and the proxy versions, so a crashed table resumes at the first unfinished fraction, and
+the slow fractions can be filled by separate processes (``--fractions 0.01`` here, ``--fractions 0.05`` there)
+before the one command with every fraction assembles the table from them (``--recompute`` scores again).
+
 Example (real data; the pool is the one of ``pool.size=200 pool.seed=0``)::
 
     python -m hnas.warmup_table --benchmark ../shared/data/nb201/nb201.csv \\
-        --data imagefolder --data-option root=../shared/data/cifar10 --data-option valid_fraction=0.0 \\
-        --pool-size 200 --pool-seed 0 --fractions 0 0.01 0.05 0.1 --out docs/warmup_table.md
+        --data imagefolder --data-option root=../shared/data/cifar10 \\
+        --pool-size 200 --pool-seed 0 --fractions 0 0.01 0.05 0.1 --out docs/results.md \\
+        --plot docs/img/warmup_table.png
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
@@ -54,8 +61,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cache-dir", default=None, help="warm-up checkpoints (default <hnas cache>/supernets)")
     p.add_argument("--device", default=None, help="scoring device (default cuda when available)")
     p.add_argument("--accelerator", default="auto", help="lightning accelerator of the warm-up")
-    p.add_argument("--out", required=True, help="markdown file to write (plot and JSON next to it)")
-    p.add_argument("--plot", default=None, help="PNG path (default: <out stem>.png)")
+    p.add_argument("--out", required=True,
+                   help="markdown file; an existing one (docs/results.md) only has its warm-up section replaced")
+    p.add_argument("--plot", default=None, help="PNG path (default: <out stem>.png); the JSON of all scores is "
+                   "written next to it")
+    p.add_argument("--recompute", action="store_true",
+                   help="score every fraction again instead of reusing the scores saved by an earlier run")
     args = p.parse_args(argv)
     for f in args.fractions:
         if not 0.0 <= f <= 1.0:
@@ -87,6 +98,18 @@ def correlations(scores: list[float], truth: list[float]) -> tuple[float, float,
     return float(spearmanr(s, t).statistic), float(kendalltau(s, t).statistic), bad
 
 
+def scores_path(cache: Path, warm_fp: str, archs: list[str], batch_fp: str, seed: int, warmed: bool,
+                device: str) -> Path:
+    """Where one fraction's scores are saved: named after everything they depend on, so a finished fraction is
+    reused by a later (or parallel) run of the table and a changed pool, batch or supernet is never mixed in."""
+    from hnas.proxies import get_proxy
+
+    ident = {"supernet": warm_fp, "archs": archs, "batch": batch_fp, "seed": seed, "warmed": warmed,
+             "device": device, "proxies": {p: get_proxy(p).version for p in PROXIES}}
+    digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+    return cache / "scores" / f"{warm_fp}-{digest}.json"
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Compute the table; returns the JSON-able result also written next to ``--out``."""
     import torch
@@ -100,6 +123,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     bench = load_benchmark("nb201", args.benchmark)
     archs = space.sample_many(args.pool_size, np.random.default_rng(args.pool_seed))
     truth = [bench.value(a, args.metric) for a in archs]
+    names = [space.format(a) for a in archs]
     dm = build_datamodule(args.data, **data_options(args.data_option))
     batch = dm.scoring_batch(args.scoring_batch, args.seed)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -112,24 +136,33 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.perf_counter()
         warm = warm_up_supernet(dm, cfg, cache, trainer={"accelerator": args.accelerator})
         t_warm = time.perf_counter() - t0
-        warm.supernet.to(device)
-        t0 = time.perf_counter()
-        out = score_subnets(warm.supernet, archs, (batch.x, batch.y), PROXIES, warmed=warm.warmed,
-                            seed=args.seed, device=device)
-        t_score = time.perf_counter() - t0
         key = f"{fraction:g}"
-        scores[key] = {p: [s[p].value for s in out] for p in PROXIES}
+        saved = scores_path(cache, warm.fingerprint, names, batch.fingerprint, args.seed, warm.warmed,
+                            device.type)
+        if saved.is_file() and not args.recompute:
+            cached = json.loads(saved.read_text())
+            scores[key], t_score = cached["scores"], cached["scoring_s"]
+            log.info("%g %% warm-up: scores of %d archs reused from %s", 100 * fraction, len(archs), saved)
+        else:
+            warm.supernet.to(device)
+            t0 = time.perf_counter()
+            out = score_subnets(warm.supernet, archs, (batch.x, batch.y), PROXIES, warmed=warm.warmed,
+                                seed=args.seed, device=device)
+            t_score = time.perf_counter() - t0
+            scores[key] = {p: [s[p].value for s in out] for p in PROXIES}
+            _atomic_write(saved, json.dumps({"archs": names, "scores": scores[key], "scoring_s": t_score}) + "\n")
         for p in PROXIES:
             rho, tau, bad = correlations(scores[key][p], truth)
             rows.append({"proxy": p, "fraction": fraction, "spearman": rho, "kendall": tau, "non_finite": bad,
                          "warmup_steps": warm.steps, "warmup_s": round(t_warm, 2), "scoring_s": round(t_score, 2),
-                         "checkpoint": str(warm.path) if warm.path else None, "trained_now": warm.trained_now})
+                         "checkpoint": str(warm.path) if warm.path else None, "trained_now": warm.trained_now,
+                         "scores_file": str(saved)})
             log.info("%s at %g: Spearman %.3f Kendall %.3f", p, fraction, rho, tau)
     argv = args.argv if getattr(args, "argv", None) is not None else sys.argv[1:]
     return {"command": "python -m hnas.warmup_table " + " ".join(shlex.quote(a) for a in argv),
             "metric": args.metric, "pool_size": args.pool_size, "pool_seed": args.pool_seed,
             "n_train_images": len(dm.data.train_y), "device": str(device), "rows": rows,
-            "archs": [space.format(a) for a in archs], "truth": truth, "scores": scores}
+            "archs": names, "truth": truth, "scores": scores}
 
 
 def markdown(result: dict[str, Any], plot_name: str) -> str:
@@ -175,11 +208,33 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+BEGIN = "<!-- hnas.warmup_table:begin -->"
+END = "<!-- hnas.warmup_table:end -->"
+
+
 def _atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_section(path: Path, body: str) -> None:
+    """Put ``body`` between the table's markers in ``path``: a new file is just the section; an existing file
+    (e.g. docs/results.md) keeps everything outside the markers, and gets the section appended if it has none."""
+    section = f"{BEGIN}\n{body.rstrip()}\n{END}\n"
+    if not path.is_file():
+        _atomic_write(path, section)
+        return
+    text = path.read_text()
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 and end < 0:
+        new = text.rstrip("\n") + "\n\n" + section
+    elif 0 <= start < end:
+        new = text[:start] + section + text[end + len(END):].lstrip("\n")
+    else:
+        raise SystemExit(f"{path}: unbalanced warm-up table markers; expected {BEGIN!r} before {END!r}")
+    _atomic_write(path, new)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -191,9 +246,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     png = Path(args.plot) if args.plot else out.with_suffix(".png")
     png.parent.mkdir(parents=True, exist_ok=True)
     plot(result, png)
-    _atomic_write(out.with_suffix(".json"), json.dumps(result, indent=1) + "\n")
-    _atomic_write(out, markdown(result, os.path.relpath(png, out.parent)))
-    log.info("wrote %s, %s, %s", out, png, out.with_suffix(".json"))
+    _atomic_write(png.with_suffix(".json"), json.dumps(result, indent=1) + "\n")
+    write_section(out, markdown(result, os.path.relpath(png, out.parent)))
+    log.info("wrote %s, %s, %s", out, png, png.with_suffix(".json"))
     return result
 
 

@@ -20,7 +20,7 @@ from hnas.spaces import get_space
 
 SPACE = get_space("nafbee")
 TINY = {"width_mult": 0.0625}
-SETTINGS = scoring_settings(OmegaConf.create({"batch": {"size": 8, "seed": 0}}), 0)
+SETTINGS = scoring_settings(OmegaConf.create({"batch": {"size": 16, "seed": 0}}), 0)
 
 
 @pytest.fixture(scope="module")
@@ -64,12 +64,12 @@ def test_ranking_tiny_vgg_hda_over_the_variants(table, dm, tmp_path):
     from hnas.store import Store
 
     r = nafbee_ranking(SPACE, dm, table, SETTINGS, TINY, store=Store(tmp_path / "s.sqlite"))
-    batch = dm.scoring_batch(8, 0)
+    batch = dm.scoring_batch(16, 0)
     nets = []
     for a in SPACE.enumerate():
         torch.manual_seed(0)
         nets.append(SPACE.build(a, **TINY))
-    gk, gq = detect_gammas(nets, batch.x[:3], positive_only=True)
+    gk, gq = detect_gammas(nets, batch.x[:16], positive_only=True)  # rbflex's default N
     assert (r["gammas"]["gamma_k"], r["gammas"]["gamma_q"]) == pytest.approx((gk, gq), rel=1e-12)
     scores = {}
     for a, net in zip(SPACE.enumerate(), nets):
@@ -97,7 +97,7 @@ def _cfg(overrides):
 def test_experiment_nafbee_queries_the_rbflex_argmax(shared_data, monkeypatch, tmp_path):
     from hnas.run import run
 
-    over = ["data=synthetic", "+data.num_train=64", "proxies.batch.size=8", "+space.build.width_mult=0.0625",
+    over = ["data=synthetic", "+data.num_train=64", "proxies.batch.size=16", "+space.build.width_mult=0.0625",
             f"benchmark.path={shared_data / 'nafbee' / 'nafbee.csv'}", f"store={tmp_path / 's.sqlite'}",
             "logger=none", "plot=false"]
     res = run(_cfg(over), tmp_path / "o")

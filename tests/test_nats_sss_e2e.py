@@ -40,7 +40,7 @@ def test_data_free_proxies_ignore_the_images_and_grow_with_width():
 
 
 def test_rbflex_and_labelled_proxies_score_nats_networks():
-    x = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(16, 3, 16, 16, generator=torch.Generator().manual_seed(1))  # rbflex's default N = 16
     s = _scores("16:8:24:32:8", x, ["rbflex", "grad_norm", "snip", "synflow"])
     assert set(s) == {"rbflex", "grad_norm", "snip", "synflow"}
 
@@ -52,7 +52,7 @@ def _cfg(overrides):
 
 TINY_RUN = ["data=synthetic", "+data.num_train=64", "+data.shape=[3,16,16]", "data.batch_size=8", "trainer=cpu",
             "pool.size=4", "strategy.budget=2", "evaluator.budget.max_steps=2", "evaluator.limit_val_batches=1",
-            "proxies.batch.size=8", "logger=csv", "plot=false"]
+            "proxies.batch.size=16", "logger=csv", "plot=false"]
 
 
 @pytest.mark.parametrize("strategy,extra", [

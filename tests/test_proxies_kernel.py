@@ -318,7 +318,7 @@ def test_rbflex_input_independent_network_gives_inf_status() -> None:
     net = rbf_net()
     with torch.no_grad():
         net[0].weight.zero_()  # every image gives the same features: K = Q = all ones
-    value = rbflex(ctx_for(net, torch.tensor(RBF_X, dtype=T)))
+    value = rbflex(ctx_for(net, torch.tensor(RBF_X, dtype=T), n_images=3))
     assert value == float("-inf")
     assert ProxyScore.from_value(value).status == "inf"
 
@@ -328,7 +328,7 @@ def test_rbflex_all_none_nb201_cell_is_inf_not_a_number() -> None:
 
     torch.manual_seed(0)
     net = NB201Network(["none"] * 6, nb201_channels(4, 1), 10).double().train()
-    value = rbflex(ctx_for(net, torch.randn(3, 3, 8, 8, dtype=T)))
+    value = rbflex(ctx_for(net, torch.randn(3, 3, 8, 8, dtype=T), n_images=3))
     assert ProxyScore.from_value(value).status == "inf"
 
 
@@ -553,7 +553,8 @@ def test_all_none_nb201_cell_gives_statuses_not_fake_numbers() -> None:
     status = {}
     for name in ("ntk_trace", "ntk_cond", "zico", "sigeo", "rbflex", "zen", "linear_regions"):
         p = _REGISTRY[name]
-        ctx = ProxyContext(copy.deepcopy(net).to(p.dtype), x.to(p.dtype), y, 10, dict(p.options))
+        opts = dict(p.options, **({"n_images": 8} if name == "rbflex" else {}))  # the batch has 8 images
+        ctx = ProxyContext(copy.deepcopy(net).to(p.dtype), x.to(p.dtype), y, 10, opts)
         status[name] = ProxyScore.from_value(p.fn(ctx))
     # true values: only the classifier bias moves the logit (M = 1); every input has one pattern
     assert status["ntk_trace"].value == pytest.approx(1.0) and status["linear_regions"].value == 1.0

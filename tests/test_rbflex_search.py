@@ -47,7 +47,7 @@ def dm():
     return build_datamodule("synthetic", num_train=64, num_test=0, shape=(3, 16, 16), batch_size=8)
 
 
-SETTINGS = scoring_settings(OmegaConf.create({"batch": {"size": 8, "seed": 0}}), 0)
+SETTINGS = scoring_settings(OmegaConf.create({"batch": {"size": 16, "seed": 0}}), 0)
 
 
 def _pool(scores: list[float]) -> CandidatePool:
@@ -97,13 +97,13 @@ def test_protocol_argmax_per_trial_with_reset_test_accuracy_and_hda(dm, fake_nb2
     metrics = ["cifar10_test", "cifar100_test", "imagenet16_test"]
     r = rbflex_protocol(NB201, dm, store, SETTINGS, TINY, n_archs=5, trials=2, seed=3, n_gamma=3, benchmark=bench,
                         test_metrics=metrics, target="cifar100_test", progress=False)
-    batch = dm.scoring_batch(8, 0)
+    batch = dm.scoring_batch(16, 0)
     # HDA: the γ's detect_gammas gives on the same 3 sampled networks (init seed 0) and first 3 images
     nets = []
     for a in hda_archs(NB201, 3, 3):
         torch.manual_seed(0)
         nets.append(NB201.build(a, num_classes=10, **TINY))
-    gk, gq = detect_gammas(nets, batch.x[:3])
+    gk, gq = detect_gammas(nets, batch.x[:16])  # rbflex default N = 16
     assert r["gammas"]["gamma_k"] == pytest.approx(gk, rel=1e-12)
     assert r["gammas"]["gamma_q"] == pytest.approx(gq, rel=1e-12)
     assert r["gammas"]["hda"]["archs"] == [NB201.format(a) for a in hda_archs(NB201, 3, 3)]
@@ -171,7 +171,7 @@ def _cfg(overrides: list[str]):
 def test_command_writes_json_and_markdown(fake_nb201, tmp_path):
     cfg = _cfg(["+experiment=nb201_cifar10", "strategy=rbflex", "strategy.protocol.trials=2",
                 "strategy.protocol.n_archs=4", "strategy.options.n_gamma=2", "data=synthetic",
-                "+data.num_train=64", "+data.shape=[3,16,16]", "proxies.batch.size=8", "space.build.C=4",
+                "+data.num_train=64", "+data.shape=[3,16,16]", "proxies.batch.size=16", "space.build.C=4",
                 "space.build.N=1", f"benchmark.path={fake_nb201}", f"store={tmp_path / 's.sqlite'}"])
     r = run_protocol(cfg, tmp_path / "out")
     saved = json.loads((tmp_path / "out" / "rbflex_protocol.json").read_text())
@@ -185,7 +185,7 @@ def test_command_writes_json_and_markdown(fake_nb201, tmp_path):
 
 # ---------------------------------------------------------------- hnas.run (strategy=rbflex)
 RUN = ["+experiment=nb201_cifar10", "strategy=rbflex", "strategy.budget=3", "pool.size=6", "data=synthetic",
-       "+data.num_train=64", "+data.shape=[3,16,16]", "proxies.batch.size=8", "space.build.C=4",
+       "+data.num_train=64", "+data.shape=[3,16,16]", "proxies.batch.size=16", "space.build.C=4",
        "space.build.N=1", "logger=none", "plot=false"]
 
 
@@ -201,7 +201,7 @@ def test_run_with_hda_queries_the_rbflex_ranking(fake_nb201, tmp_path):
     for a in hda_archs(NB201, 2, 0):
         torch.manual_seed(0)
         nets.append(NB201.build(a, num_classes=10, **TINY))
-    ref = detect_gammas(nets, exp.datamodule.scoring_batch(8, 0).x[:3])
+    ref = detect_gammas(nets, exp.datamodule.scoring_batch(16, 0).x[:16])
     assert (gk, gq) == pytest.approx(ref, rel=1e-12)
     order = np.argsort(-exp.pool.scores["rbflex"], kind="stable")
     r = run(cfg, tmp_path / "o")

@@ -210,3 +210,26 @@ def test_warmup_table_on_a_tiny_synthetic_setup(tmp_path):
     ref = score_subnets(sn, archs, (b.x, b.y), ["sigeo"], warmed=False, progress=False)
     assert saved["scores"]["0"]["sigeo"] == [r["sigeo"].value for r in ref]
     assert [r["warmup_steps"] for r in result["rows"]] == [0, 0, 2, 2]
+    # a second run (another fraction order, another output) reuses every saved fraction: nothing is scored
+    import hnas.supernet
+
+    def no_scoring(*args, **kwargs):
+        raise AssertionError("a saved fraction was scored again")
+
+    results_md = tmp_path / "results.md"
+    results_md.write_text("# Results\n\nkeep me\n")
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(hnas.supernet, "score_subnets", no_scoring)
+    try:
+        again = main([a if a != str(out) else str(results_md) for a in argv])
+        main([a if a != str(out) else str(results_md) for a in argv])  # the section is replaced, not appended
+    finally:
+        monkey.undo()
+    assert again["scores"] == result["scores"]
+    md = results_md.read_text()
+    assert md.startswith("# Results\n\nkeep me\n") and md.count("hnas.warmup_table:begin") == 1
+    assert md.count("| SiGeo |") == 1 and "](results.png)" in md
+    assert {r["scores_file"] for r in again["rows"]} == {r["scores_file"] for r in result["rows"]}
+    # a different scoring seed is a different file: scored afresh, never mixed with the saved one
+    other = main([*argv[:-2], "--seed", "1", "--fractions", "0", "--out", str(tmp_path / "seed1.md")])
+    assert other["rows"][0]["scores_file"] not in {r["scores_file"] for r in result["rows"]}
