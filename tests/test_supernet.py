@@ -172,7 +172,7 @@ def test_warmup_trains_once_then_loads_the_checkpoint(tmp_path, monkeypatch):
     assert other.name != first.path.name
 
 
-def test_warmup_table_on_a_tiny_synthetic_setup(tmp_path):
+def test_warmup_table_on_a_tiny_synthetic_setup(tmp_path, monkeypatch):
     import json
 
     import numpy as np
@@ -210,7 +210,7 @@ def test_warmup_table_on_a_tiny_synthetic_setup(tmp_path):
     ref = score_subnets(sn, archs, (b.x, b.y), ["sigeo"], warmed=False, progress=False)
     assert saved["scores"]["0"]["sigeo"] == [r["sigeo"].value for r in ref]
     assert [r["warmup_steps"] for r in result["rows"]] == [0, 0, 2, 2]
-    # a second run (another fraction order, another output) reuses every saved fraction: nothing is scored
+    # a second run into another (existing) markdown file reuses every saved fraction: nothing is scored
     import hnas.supernet
 
     def no_scoring(*args, **kwargs):
@@ -218,13 +218,10 @@ def test_warmup_table_on_a_tiny_synthetic_setup(tmp_path):
 
     results_md = tmp_path / "results.md"
     results_md.write_text("# Results\n\nkeep me\n")
-    monkey = pytest.MonkeyPatch()
-    monkey.setattr(hnas.supernet, "score_subnets", no_scoring)
-    try:
-        again = main([a if a != str(out) else str(results_md) for a in argv])
-        main([a if a != str(out) else str(results_md) for a in argv])  # the section is replaced, not appended
-    finally:
-        monkey.undo()
+    monkeypatch.setattr(hnas.supernet, "score_subnets", no_scoring)
+    again = main([a if a != str(out) else str(results_md) for a in argv])
+    main([a if a != str(out) else str(results_md) for a in argv])  # the section is replaced, not appended
+    monkeypatch.undo()
     assert again["scores"] == result["scores"]
     md = results_md.read_text()
     assert md.startswith("# Results\n\nkeep me\n") and md.count("hnas.warmup_table:begin") == 1
