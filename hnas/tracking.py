@@ -1,4 +1,4 @@
-"""Experiment tracking: one tracked run per search, one row per evaluated architecture, then a summary.
+"""Experiment tracking: one tracked run per search, one row per query step, then a summary.
 
 W&B allows one active run per process and merges the steps of unfinished runs, so a search is *one* W&B
 run: each evaluated architecture is a row (``wandb.log`` of its scalars with step = query number, plus a
@@ -6,35 +6,45 @@ run: each evaluated architecture is a row (``wandb.log`` of its scalars with ste
 ``finally`` — with exit code 1 when the search raised. W&B runs offline unless ``WANDB_MODE`` says
 otherwise, so nothing needs an account. ``CSVTracker`` writes the same rows to a CSV; ``NullTracker``
 (``logger=none``) does nothing.
+
+Resume: the search loop sends every step of a run, the ones replayed from the trial log included
+(``row["replayed"]``), so a tracker can always show the whole run. Each tracker keeps exactly one row per
+step however often the run resumed: the CSV skips steps it already holds, and W&B resumes the same run id
+(derived from the hnas run id) and logs the scalars of new steps only.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from hnas.errors import HNASError
+from hnas.files import atomic_write_text
+from hnas.registry import Registry
+
 log = logging.getLogger(__name__)
 
-TRACKER_KINDS = ("wandb", "csv", "none")
 TABLE_KEY = "architectures"
 
 
-class TrackingError(ValueError):
+class TrackingError(HNASError, ValueError):
     """Bad tracker kind or a tracker that cannot start."""
 
 
 @runtime_checkable
 class Tracker(Protocol):
+    """The one tracker protocol: the search loop, the runner and the commands use only these three calls."""
+
     def log_architecture(self, row: dict[str, Any]) -> None:
-        """One evaluated architecture (arch string, value, cost, proxy scores, ...)."""
+        """One query step (``step``, arch string, value, cost, proxy scores, ``replayed``, ...)."""
 
     def log_summary(self, d: dict[str, Any]) -> None:
         """Run-level results (best architecture, totals); merged over calls."""
@@ -57,20 +67,12 @@ def _cell(v: Any) -> Any:
         return str(v)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class NullTracker:
     """``logger=none``: records nothing."""
+
+    def __init__(self, dir: str | os.PathLike[str] | None = None, name: str | None = None,
+                 config: dict[str, Any] | None = None) -> None:
+        pass
 
     def log_architecture(self, row: dict[str, Any]) -> None:
         pass
@@ -86,10 +88,12 @@ class CSVTracker:
     """``<dir>/architectures.csv`` appended row by row, ``<dir>/summary.json`` on each summary and at the end.
 
     Rows are written as they arrive so a crashed search still leaves its rows; an existing file (a resumed
-    search) is continued. A row with a column the header lacks rewrites the file with the widened header.
+    search) is continued, and a step it already holds is not written again. A row with a column the header
+    lacks rewrites the file with the widened header.
     """
 
-    def __init__(self, dir: str | os.PathLike[str]) -> None:
+    def __init__(self, dir: str | os.PathLike[str], name: str | None = None,
+                 config: dict[str, Any] | None = None) -> None:
         self.dir = Path(dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.csv_path = self.dir / "architectures.csv"
@@ -104,8 +108,13 @@ class CSVTracker:
                 self._columns = list(reader.fieldnames or [])
                 self._rows = [dict(r) for r in reader]
 
+    def _steps(self) -> set[str]:
+        return {str(r.get("step")) for r in self._rows if r.get("step") not in (None, "")}
+
     def log_architecture(self, row: dict[str, Any]) -> None:
         cells = {k: _cell(v) for k, v in row.items()}
+        if "step" in row and str(row["step"]) in self._steps():
+            return  # a resumed run replaying a step this file already holds
         self._rows.append(cells)
         new = [k for k in cells if k not in self._columns]
         if new or not self.csv_path.exists():
@@ -131,7 +140,7 @@ class CSVTracker:
         out = dict(self._summary)
         if exit_code is not None:
             out["exit_code"] = exit_code
-        _atomic_write_text(self.summary_path, json.dumps(out, indent=2, sort_keys=True, default=str))
+        atomic_write_text(self.summary_path, json.dumps(out, indent=2, sort_keys=True, default=str))
 
     def finish(self, exit_code: int = 0) -> None:
         if self._finished:
@@ -140,15 +149,22 @@ class CSVTracker:
         self._write_summary(exit_code)
 
 
+def wandb_run_id(name: str) -> str:
+    """A W&B run id for an hnas run id (W&B ids: at most 64 characters of letters, digits, - and _): the same
+    hnas run resumes the same W&B run."""
+    return "hnas-" + hashlib.sha1(name.encode()).hexdigest()[:20]
+
+
 class WandbTracker:
-    """One W&B run per search (offline by default; ``WANDB_MODE`` or ``mode`` override)."""
+    """One W&B run per search (offline by default; ``WANDB_MODE`` or ``mode`` override); a resumed search
+    continues the same W&B run (id from the hnas run id)."""
 
     def __init__(
         self,
-        project: str = "hnas",
+        dir: str | os.PathLike[str] | None = None,
         name: str | None = None,
         config: dict[str, Any] | None = None,
-        dir: str | os.PathLike[str] | None = None,
+        project: str = "hnas",
         mode: str | None = None,
     ) -> None:
         import wandb  # lazy: importing wandb costs time that CSV/none users need not pay
@@ -157,12 +173,14 @@ class WandbTracker:
         self.dir = Path(dir) if dir is not None else Path.cwd()
         self.dir.mkdir(parents=True, exist_ok=True)
         self._wandb = wandb
-        self._rows: list[dict[str, Any]] = []
+        self._rows: dict[Any, dict[str, Any]] = {}
         self._finished = False
         try:
             self.run = wandb.init(
                 project=project,
                 name=name,
+                id=wandb_run_id(name) if name else None,
+                resume="allow" if name else None,
                 config=config or {},
                 dir=str(self.dir),
                 mode=self.mode,
@@ -180,8 +198,11 @@ class WandbTracker:
         return Path(self.run.dir).parent
 
     def log_architecture(self, row: dict[str, Any]) -> None:
-        self._rows.append(dict(row))
-        step = int(row["step"]) if _scalar(row.get("step")) else len(self._rows) - 1
+        step = int(row["step"]) if _scalar(row.get("step")) else len(self._rows)
+        first = step not in self._rows
+        self._rows[step] = dict(row)
+        if row.get("replayed") or not first:
+            return  # its scalars were logged by the process that evaluated it (same W&B run id)
         scalars = {k: v for k, v in row.items() if _scalar(v) and k != "step" and math.isfinite(v)}
         if scalars:
             self.run.log(scalars, step=step)
@@ -191,10 +212,11 @@ class WandbTracker:
             self.run.summary[k] = v if _scalar(v) or isinstance(v, (str, bool)) or v is None else _cell(v)
 
     def _table(self) -> Any:
+        rows = [self._rows[k] for k in sorted(self._rows)]
         columns: list[str] = []
-        for r in self._rows:
+        for r in rows:
             columns += [k for k in r if k not in columns]
-        data = [[_cell(r.get(c)) for c in columns] for r in self._rows]
+        data = [[_cell(r.get(c)) for c in columns] for r in rows]
         return self._wandb.Table(columns=columns, data=data, allow_mixed_types=True)
 
     def finish(self, exit_code: int = 0) -> None:
@@ -212,24 +234,30 @@ class WandbTracker:
             self.run.finish(exit_code=exit_code)
 
 
+#: ``logger.kind`` -> tracker class (constructor: dir, name, config, **options of the logger group)
+TRACKERS: Registry[type[Tracker]] = Registry("logger.kind", {
+    "wandb": "hnas.tracking:WandbTracker",
+    "csv": "hnas.tracking:CSVTracker",
+    "none": "hnas.tracking:NullTracker",
+}, TrackingError)
+
+
 def make_tracker(
     kind: str,
     dir: str | os.PathLike[str] | None = None,
-    project: str = "hnas",
     name: str | None = None,
     config: dict[str, Any] | None = None,
-    mode: str | None = None,
+    **options: Any,
 ) -> Tracker:
-    """The tracker for ``logger=<kind>``: ``wandb``, ``csv`` (needs ``dir``) or ``none``."""
-    if kind == "wandb":
-        return WandbTracker(project=project, name=name, config=config, dir=dir, mode=mode)
-    if kind == "csv":
-        if dir is None:
-            raise TrackingError("tracker kind 'csv' needs a directory (dir=...)")
-        return CSVTracker(dir)
-    if kind == "none":
-        return NullTracker()
-    raise TrackingError(f"unknown tracker kind {kind!r}; valid: {', '.join(TRACKER_KINDS)}")
+    """The tracker for ``logger=<kind>`` (``wandb``, ``csv``, ``none``); ``options``: the rest of the logger
+    config group (e.g. W&B's ``project``, ``mode``)."""
+    cls = TRACKERS.get(kind)
+    if kind == "csv" and dir is None:
+        raise TrackingError("tracker kind 'csv' needs a directory (dir=...)")
+    try:
+        return cls(dir=dir, name=name, config=config, **options)
+    except TypeError as e:
+        raise TrackingError(f"logger={kind}: {e}; check the logger config group's keys") from e
 
 
 @contextmanager

@@ -103,7 +103,7 @@ def test_nb201_lookup_errors(tmp_path: Path) -> None:
 
 def test_nb201_missing_file_names_path_and_exporter(tmp_path: Path) -> None:
     path = tmp_path / "nope" / "nb201.csv"
-    with pytest.raises(BenchmarkFileNotFound, match=rf"NAS-Bench-201 table not found: {path}; .*nats_export"):
+    with pytest.raises(BenchmarkFileNotFound, match=rf"NAS-Bench-201 table not found: {path}; .*hnas nats-export"):
         NB201Benchmark(path)
     with pytest.raises(FileNotFoundError):  # callers may catch the builtin
         load_benchmark("nb201", path)
@@ -281,10 +281,10 @@ def test_import_suite_zero_real_table(shared_data: Path, tmp_path: Path) -> None
     assert store.score_sources() == {"suite_zero:suite_zero_cifar10.csv": 13 * n}
     # every row is stored under its own spelling, with hnas proxy names
     row0 = table[table["index"] == 0].iloc[0]
-    naswot = store.find_scores("nb201", "naswot", arch_keys=[keys[0]])
+    naswot = store.find_scores("nb201", "naswot", arch_ids=[keys[0]])
     assert naswot == {keys[0]: ProxyScore(float(row0["nwot"]))} and math.isclose(
         row0["nwot"], 738.2763701985645
     )
-    assert store.find_scores("nb201", "jacob_cov", arch_keys=[keys[0]])[keys[0]].value == row0["jacov"]
+    assert store.find_scores("nb201", "jacob_cov", arch_ids=[keys[0]])[keys[0]].value == row0["jacov"]
     assert import_score_table(store, path) == n  # idempotent
     assert store.count_scores() == 13 * n

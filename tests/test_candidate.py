@@ -8,10 +8,13 @@ import lightning as L
 import pytest
 import torch
 
-from hnas.candidate import CandidateModule, initialise
 from hnas.data import build_datamodule
-from hnas.evaluate import BenchmarkEvaluator, Observation, TrainingEvaluator
+from hnas.errors import ConfigError
+from hnas.evaluators import Observation
+from hnas.evaluators.table import TableEvaluator
+from hnas.evaluators.training import TrainingEvaluator
 from hnas.spaces import get_space
+from hnas.training.candidate import CandidateModule, initialise
 
 TINY = {"C": 4, "N": 1}
 CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
@@ -81,27 +84,39 @@ def test_training_evaluator_warms_up_and_measures_validation_accuracy():
     assert ev.evaluate(CELL).value == obs.value
 
 
-@pytest.mark.parametrize("budget,msg", [({"max_steps": 0}, "max_steps=0 must be > 0"),
-                                        ({"epochs": 1}, "unknown warm-up budget key"),
-                                        ({"max_steps": None}, "needs one of max_steps")])
+@pytest.mark.parametrize("budget,msg", [({"max_steps": 0}, r"evaluator.budget.max_steps=0 must be a number > 0"),
+                                        ({"epochs": 1}, r"budget key\(s\) \['epochs'\]; valid: max_steps"),
+                                        ({"max_steps": None}, "needs one of evaluator.budget.max_steps")])
 def test_training_evaluator_rejects_bad_budgets(budget, msg):
     dm = build_datamodule("synthetic", num_train=32, num_test=8)
-    with pytest.raises(ValueError, match=msg):
+    with pytest.raises(ConfigError, match=msg):
         TrainingEvaluator(get_space("nb201"), dm, budget=budget)
+
+
+def test_training_evaluator_reports_a_diverged_warm_up_as_nan_with_a_note():
+    """lr 1e6 makes the loss non-finite: the observation is NaN with the reason, not a made-up accuracy."""
+    dm = build_datamodule("synthetic", num_train=64, num_test=16, batch_size=16, augment=False)
+    ev = TrainingEvaluator(get_space("nb201"), dm, budget={"max_steps": 4}, trainer={"accelerator": "cpu"},
+                           candidate={"build_kwargs": TINY, "lr": 1e12})
+    obs = ev.evaluate(CELL)
+    assert math.isnan(obs.value) and not obs.finite
+    assert "diverged" in obs.info["note"] and not math.isfinite(obs.info["train_loss"])
 
 
 def test_benchmark_evaluator_reads_value_cost_and_test(shared_data):
     from hnas.benchmarks import load_benchmark
 
     space = get_space("nb201")
-    ev = BenchmarkEvaluator(load_benchmark("nb201", shared_data / "nb201" / "nb201.csv"), space)
+    ev = TableEvaluator(load_benchmark("nb201", shared_data / "nb201" / "nb201.csv"), space)
     obs = ev.evaluate(space.from_index(13714))
     assert obs.value == pytest.approx(84.892)
     assert obs.info["index"] == 13714
     assert obs.info["test"]["cifar10_test"] == pytest.approx(94.37, abs=0.01)
     assert 32 <= obs.cost_s <= 208
-    with pytest.raises(ValueError, match="no metric column 'nope'"):
-        BenchmarkEvaluator(ev.benchmark, space, metric="nope")
+    assert ev.pool_optimum([space.from_index(i) for i in (13714, 6111, 0)], ["cifar10_test"]) == {
+        "cifar10_test": pytest.approx(94.3733, abs=1e-4)}
+    with pytest.raises(ConfigError, match=r"evaluator.metric='nope' is not a column .*; valid: cifar10_test"):
+        TableEvaluator(ev.table, space, metric="nope")
 
 
 @pytest.mark.slow

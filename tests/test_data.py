@@ -39,9 +39,11 @@ def synthetic(**kw):
 def test_build_unknown_name_lists_valid_ones():
     with pytest.raises(DataError) as e:
         build_datamodule("cifar11")
-    assert str(e.value) == ("unknown dataset 'cifar11'; valid: cifar10, cifar100, imagenet16, imagefolder, "
-                            "npz, synthetic")
-    assert set(DATAMODULES) == {"cifar10", "cifar100", "imagenet16", "imagefolder", "npz", "synthetic"}
+    assert str(e.value) == ("unknown dataset 'cifar11'; valid: cifar10, cifar100, imagefolder, imagenet16, "
+                            "npz, synthetic (or a 'package.module:Class' path)")
+    assert set(DATAMODULES.names()) == {"cifar10", "cifar100", "imagenet16", "imagefolder", "npz", "synthetic"}
+    with pytest.raises(DataError, match=r"dataset 'synthetic' has no option\(s\) \['bogus'\]; valid: "):
+        build_datamodule("synthetic", bogus=1)
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -12,11 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
-from test_strategies import MemStore, ToyEvaluator, ToySpace, toy_pool
+from test_strategies import ToyEvaluator, ToySpace, new_store, toy_pool, toy_value
 
-from hnas.evaluate import Observation
+from hnas.evaluators import Observation
 from hnas.search import SearchError, make_strategy, run_search
-from hnas.store import Store
+from hnas.store import Store, StoreError
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -56,7 +57,7 @@ class ListTracker:
 
 def summary(res) -> tuple:
     return (
-        [(h["arch_key"], h["value"], h["cost_s"]) for h in res.history],
+        [(h["arch"], h["value"], h["cost_s"]) for h in res.history],
         res.best["arch"],
         res.best["value"],
         res.search_cost_s,
@@ -72,7 +73,7 @@ def test_history_best_cost_and_trial_log(tmp_path):
     assert res.best["test"] == {"toy": res.best["value"] - 1.0}
     assert res.search_cost_s == pytest.approx(sum(h["cost_s"] for h in res.history))
     rows = store.trials("r1")
-    assert [r["arch_key"] for r in rows] == [h["arch_key"] for h in res.history]
+    assert [r["arch"] for r in rows] == [h["arch"] for h in res.history]
     assert [r["step"] for r in rows] == list(range(12))
     assert len(tracker.rows) == 12 and tracker.rows[3]["step"] == 3
     assert store.load_state("r1")["strategy"] == "robot"
@@ -81,14 +82,14 @@ def test_history_best_cost_and_trial_log(tmp_path):
 
 def test_cost_budget_and_bad_budgets(tmp_path):
     ev = CountingEvaluator()
-    res = run_search(make("rea"), ev, MemStore(), "c", budget_cost_s=40.0)
+    res = run_search(make("rea"), ev, new_store(), "c", budget_cost_s=40.0)
     costs = [h["cost_s"] for h in res.history]
     assert sum(costs) >= 40.0 and sum(costs[:-1]) < 40.0
     for bad in (0, -3):
         with pytest.raises(SearchError, match=f"budget_queries must be a positive number .* got {bad}"):
-            run_search(make("rea"), ev, MemStore(), "c", budget_queries=bad)
+            run_search(make("rea"), ev, new_store(), "c", budget_queries=bad)
     with pytest.raises(SearchError, match="budget_cost_s must be a positive number .* got 0"):
-        run_search(make("rea"), ev, MemStore(), "c", budget_cost_s=0)
+        run_search(make("rea"), ev, new_store(), "c", budget_cost_s=0)
 
 
 @pytest.mark.parametrize("name", ["robot", "hnas", "rea"])
@@ -135,7 +136,7 @@ SCRIPT = textwrap.dedent(
     st = make_strategy(name, space, toy_pool(space), 12, 0, **options)
     res = run_search(st, Slow(), Store(store_path), "run", 12)
     with open(out, "w") as f:
-        json.dump({"history": [[h["arch_key"], h["value"], h["cost_s"]] for h in res.history],
+        json.dump({"history": [[h["arch"], h["value"], h["cost_s"]] for h in res.history],
                    "best": [res.best["arch"], res.best["value"]], "cost": res.search_cost_s,
                    "n_evaluations": res.n_evaluations}, f)
     """
@@ -183,7 +184,8 @@ def test_sigkill_mid_search_then_resume(tmp_path, name):
 
 
 def test_report_aggregates_result_files(tmp_path):
-    from hnas.report import ReportError, build_report, incumbent_curve, main
+    from hnas.analysis.report import ReportError, build_report, incumbent_curve
+    from hnas.cli.report import main
 
     for seed, (best, tests) in enumerate([(84.0, 94.0), (80.0, 92.0)]):
         hist = [
@@ -224,5 +226,75 @@ def test_report_aggregates_result_files(tmp_path):
         build_report([tmp_path / "empty"])
     with pytest.raises(ReportError, match="missing is neither a directory nor a result.json"):
         build_report([tmp_path / "missing"])
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as e:
         main([str(tmp_path / "nowhere")])
+    assert e.value.code == 2
+
+
+class NaNEvaluator(ToyEvaluator):
+    """The best architecture of the toy landscape 'diverges' (NaN), as a failed warm-up would."""
+
+    def evaluate(self, arch) -> Observation:
+        obs = super().evaluate(arch)
+        if toy_value(arch) >= 90.0:
+            return Observation(float("nan"), obs.cost_s, {"note": "loss diverged"})
+        return obs
+
+
+def test_nan_observations_are_logged_with_their_reason_and_never_best(tmp_path):
+    store = Store(tmp_path / "s.sqlite")
+    res = run_search(make("rea", T=40), NaNEvaluator(), store, "nan", 40)
+    nan_steps = [h for h in res.history if math.isnan(h["value"])]
+    assert nan_steps and all(h["note"] == "loss diverged" for h in nan_steps)
+    assert res.best["value"] == max(h["value"] for h in res.history if not math.isnan(h["value"])) < 90.0
+    rows = {r["arch"]: r for r in store.trials("nan")}
+    assert all(rows[h["arch"]]["value"] is None and rows[h["arch"]]["info"]["note"] == "loss diverged"
+               for h in nan_steps)
+    # a resume replays the NULLs as NaN, with the same best
+    again = run_search(make("rea", T=40), NaNEvaluator(), store, "nan", 40)
+    assert again.n_evaluations == 0 and again.best == res.best
+
+
+def test_a_changed_fingerprint_refuses_to_resume(tmp_path):
+    store = Store(tmp_path / "s.sqlite")
+    run_search(make("rea"), CountingEvaluator(), store, "fp", 6, fingerprint={"benchmark": "aaa"})
+    with pytest.raises(StoreError, match=r"run 'fp' cannot resume: its trial log was written with a different "
+                                         r"benchmark \(benchmark: 'aaa' -> 'bbb'\)"):
+        run_search(make("rea"), CountingEvaluator(), store, "fp", 6, fingerprint={"benchmark": "bbb"})
+    # the same fingerprint resumes
+    same = run_search(make("rea"), CountingEvaluator(), store, "fp", 6, fingerprint={"benchmark": "aaa"})
+    assert same.n_replayed == 6
+
+
+HOLD = textwrap.dedent(
+    """
+    import sys, time
+    from hnas.store import Store
+    with Store(sys.argv[1]).lease("held"):
+        print("holding", flush=True)
+        time.sleep(60)
+    """
+)
+
+
+def test_a_second_process_on_a_held_run_id_is_refused_and_a_killed_holder_is_taken_over(tmp_path):
+    store_path = tmp_path / "s.sqlite"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(store_path)], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "holding"
+        with pytest.raises(StoreError, match=rf"run 'held' is being run by process {proc.pid} on .*; wait for it"):
+            run_search(make("rea"), CountingEvaluator(), Store(store_path), "held", 4)
+    finally:
+        proc.kill()
+        proc.wait()
+    # the holder died (SIGKILL: no clean release): its lease is stale and this process takes the run over
+    ev = CountingEvaluator()
+    assert run_search(make("rea"), ev, Store(store_path), "held", 4).n_evaluations == 4 == len(ev.calls)
+
+
+def test_same_process_can_rerun_a_run_and_release_its_lease(tmp_path):
+    store = Store(tmp_path / "s.sqlite")
+    run_search(make("rea"), CountingEvaluator(), store, "twice", 4)
+    run_search(make("rea"), CountingEvaluator(), store, "twice", 4)
+    assert store.conn.execute("SELECT COUNT(*) FROM leases").fetchone()[0] == 0

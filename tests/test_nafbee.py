@@ -8,19 +8,21 @@ import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_module
-from omegaconf import OmegaConf
 
+from hnas.analysis.correlation import kendall_tau_b as kendall_tau
 from hnas.benchmarks import load_benchmark
+from hnas.cli.nafbee_ranking import nafbee_ranking, ranking_from_config, ranking_markdown
 from hnas.data import build_datamodule
-from hnas.experiment import ConfigError, scoring_settings
-from hnas.nafbee import NAFBeeEvaluator, kendall_tau, nafbee_ranking, ranking_from_config, ranking_markdown
+from hnas.errors import ConfigError
+from hnas.evaluators.table import TableEvaluator
 from hnas.proxies.rbflex import detect_gammas
 from hnas.proxies.runtime import score_network
+from hnas.proxies.settings import ScoringSettings
 from hnas.spaces import get_space
 
 SPACE = get_space("nafbee")
 TINY = {"width_mult": 0.0625}
-SETTINGS = scoring_settings(OmegaConf.create({"batch": {"size": 16, "seed": 0}}), 0)
+SETTINGS = ScoringSettings(batch_size=16, batch_seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +54,13 @@ def test_kendall_against_the_real_table(table):
 
 
 def test_evaluator_answers_from_the_table(table):
-    ev = NAFBeeEvaluator(table, SPACE)
+    ev = TableEvaluator(table, SPACE, metric="vgg19_cifar10_acc", cost=None, test_metrics=["vgg19_cifar10_acc"])
     obs = ev.evaluate(("GELU",))
     assert obs.value == 91.03 and obs.cost_s == 0.0 and obs.info["test"] == {"vgg19_cifar10_acc": 91.03}
     assert ev.pool_optimum([("SELU",), ("Mish",)], ["vgg19_cifar10_acc"]) == {"vgg19_cifar10_acc": 90.54}
-    with pytest.raises(ValueError, match="NAFBee table has no metric 'top1'; valid: vgg19_cifar10_acc"):
-        NAFBeeEvaluator(table, SPACE, metric="top1")
+    with pytest.raises(ConfigError, match="evaluator.metric='top1' is not a column of the benchmark table .*; "
+                                          "valid: vgg19_cifar10_acc, bert_sst2_acc"):
+        TableEvaluator(table, SPACE, metric="top1", cost=None)
 
 
 def test_ranking_tiny_vgg_hda_over_the_variants(table, dm, tmp_path):
@@ -95,7 +98,7 @@ def _cfg(overrides):
 
 
 def test_experiment_nafbee_queries_the_rbflex_argmax(shared_data, monkeypatch, tmp_path):
-    from hnas.run import run
+    from hnas.experiment.runner import run_experiment as run
 
     over = ["data=synthetic", "+data.num_train=64", "proxies.batch.size=16", "+space.build.width_mult=0.0625",
             f"benchmark.path={shared_data / 'nafbee' / 'nafbee.csv'}", f"store={tmp_path / 's.sqlite'}",

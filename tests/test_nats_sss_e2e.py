@@ -61,7 +61,7 @@ TINY_RUN = ["data=synthetic", "+data.num_train=64", "+data.shape=[3,16,16]", "da
     ("robot", []),
 ])
 def test_strategies_run_with_the_training_evaluator(strategy, extra, tmp_path):
-    from hnas.run import run
+    from hnas.experiment.runner import run_experiment as run
 
     cfg = _cfg([*TINY_RUN, f"strategy={strategy}", *extra, f"store={tmp_path / 's.sqlite'}"])
     assert cfg.space.name == "nats_sss" and cfg.evaluator.kind == "train" and not cfg.benchmark.name

@@ -11,15 +11,17 @@ import pandas as pd
 import pytest
 import torch
 from hydra import compose, initialize_config_module
-from omegaconf import OmegaConf
 
+from hnas.cli.rbflex_protocol import markdown_row, rbflex_protocol, run_protocol, trial_archs, with_rbflex_strategy
 from hnas.data import build_datamodule
-from hnas.evaluate import Observation
-from hnas.experiment import Experiment, scoring_settings
+from hnas.errors import ConfigError
+from hnas.evaluators import Observation
+from hnas.experiment.build import Parts
+from hnas.experiment.runner import run_experiment as run
 from hnas.proxies.rbflex import detect_gammas
 from hnas.proxies.runtime import score_network
-from hnas.rbflex_search import markdown_row, rbflex_protocol, run_protocol, trial_archs, with_rbflex_strategy
-from hnas.search import CandidatePool, StrategyError, make_strategy
+from hnas.proxies.settings import ScoringSettings
+from hnas.search import CandidatePool, PoolError, StrategyError, make_strategy
 from hnas.search.rbflex import hda_archs
 from hnas.spaces import get_space
 from hnas.store import Store
@@ -47,7 +49,7 @@ def dm():
     return build_datamodule("synthetic", num_train=64, num_test=0, shape=(3, 16, 16), batch_size=8)
 
 
-SETTINGS = scoring_settings(OmegaConf.create({"batch": {"size": 16, "seed": 0}}), 0)
+SETTINGS = ScoringSettings(batch_size=16, batch_seed=0)
 
 
 def _pool(scores: list[float]) -> CandidatePool:
@@ -62,11 +64,11 @@ def test_strategy_asks_the_argmax_first_then_down_the_ranking_nan_last():
     asked = []
     for _ in range(6):
         a = s.ask()
-        asked.append(pool.keys.index(NB201.format(a)))
+        asked.append(pool.spellings.index(NB201.format(a)))
         s.tell(a, Observation(float(len(asked)), 0.0))
     assert asked == [1, 3, 5, 0, 4, 2]  # ties keep pool order, NaN (failed score) last
     assert s.done
-    assert [k for k, _ in s.ranking()][:2] == [pool.keys[1], pool.keys[3]]
+    assert [k for k, _ in s.ranking()][:2] == [pool.spellings[1], pool.spellings[3]]
 
 
 @pytest.mark.parametrize("options,message", [
@@ -84,7 +86,7 @@ def test_bad_options_are_named(options, message):
 def test_pool_without_rbflex_scores_is_refused():
     archs = NB201.sample_many(2, np.random.default_rng(0))
     pool = CandidatePool(archs, [NB201.format(a) for a in archs], {"snip": np.ones(2)}, {})
-    with pytest.raises(Exception, match=r"needs proxy scores \['rbflex'\]"):
+    with pytest.raises(PoolError, match=r"'rbflex' needs proxy scores \['rbflex'\] but the pool has \['snip'\]"):
         make_strategy("rbflex", NB201, pool, budget=1, gammas="fixed")
 
 
@@ -150,7 +152,7 @@ def test_trial_samples_are_distinct_uniform_draws_and_sizes_are_checked():
     s = trial_archs(NB201, 20, 3, 0)
     assert [len({NB201.format(a) for a in t}) for t in s] == [20, 20, 20]
     assert s[0] != s[1]
-    with pytest.raises(ValueError, match="rbflex protocol trials must be a positive integer, got 0"):
+    with pytest.raises(ConfigError, match="strategy.protocol.trials must be a positive integer, got 0"):
         trial_archs(NB201, 5, 0, 0)
 
 
@@ -189,34 +191,51 @@ RUN = ["+experiment=nb201_cifar10", "strategy=rbflex", "strategy.budget=3", "poo
        "space.build.N=1", "logger=none", "plot=false"]
 
 
-def test_run_with_hda_queries_the_rbflex_ranking(fake_nb201, tmp_path):
-    from hnas.run import run
+def rbflex_scores(parts: Parts, gamma_k: float, gamma_q: float) -> np.ndarray:
+    """Every pool network's rbflex score at these γ's, computed here without the run's machinery."""
+    batch = parts.datamodule.scoring_batch(16, 0)
+    out = []
+    for a in parts.archs:
+        torch.manual_seed(0)
+        net = NB201.build(a, num_classes=10, **TINY)
+        s = score_network(net, ["rbflex"], batch.x, batch.y, 10, options={"rbflex": {"gamma_k": gamma_k,
+                                                                                      "gamma_q": gamma_q}})
+        out.append(s["rbflex"].value if s["rbflex"].ok else np.nan)
+    return np.array(out)
 
+
+def test_run_with_hda_queries_the_rbflex_ranking(fake_nb201, tmp_path):
     cfg = _cfg([*RUN, "strategy.options.n_gamma=2", f"benchmark.path={fake_nb201}",
                 f"store={tmp_path / 's.sqlite'}"])
-    exp = Experiment(cfg, tmp_path / "o")
-    gk, gq = cfg.strategy.options.gamma_k, cfg.strategy.options.gamma_q
+    parts = Parts(cfg, tmp_path / "o")
     # the γ's are HDA's on 2 networks sampled with the run seed, and the pool was scored with them
     nets = []
     for a in hda_archs(NB201, 2, 0):
         torch.manual_seed(0)
         nets.append(NB201.build(a, num_classes=10, **TINY))
-    ref = detect_gammas(nets, exp.datamodule.scoring_batch(16, 0).x[:16])
-    assert (gk, gq) == pytest.approx(ref, rel=1e-12)
-    order = np.argsort(-exp.pool.scores["rbflex"], kind="stable")
+    gk, gq = detect_gammas(nets, parts.datamodule.scoring_batch(16, 0).x[:16])
     r = run(cfg, tmp_path / "o")
-    assert [h["arch"] for h in r["history"]] == [exp.pool.keys[int(i)] for i in order[:3]]
+    assert (r["strategy_info"]["gamma_k"], r["strategy_info"]["gamma_q"]) == pytest.approx((gk, gq), rel=1e-12)
+    order = np.argsort(-rbflex_scores(parts, gk, gq), kind="stable")
+    assert [h["arch"] for h in r["history"]] == [NB201.format(parts.archs[int(i)]) for i in order[:3]]
     table = pd.read_csv(fake_nb201).set_index("arch")
     assert r["best"]["test"]["cifar10_test"] == pytest.approx(table.loc[r["best"]["arch"], "cifar10_test"])
+    # the run's config and run id are as the user wrote them: HDA's γ's are not written back into them
+    assert cfg.strategy.options.gamma_k is None and r["run_id"] == parts.run_id
 
 
 def test_run_with_fixed_gammas_from_proxy_options(fake_nb201, tmp_path):
-    from hnas.run import run
-
+    """``proxies.options.rbflex`` reaches the scoring: the argmax is the one of scores computed at those γ's, and
+    the store holds them under the option-qualified cache name."""
     cfg = _cfg([*RUN, "strategy.budget=1", "strategy.options.gammas=fixed",
                 "+proxies.options.rbflex={gamma_k:0.001,gamma_q:0.01}", f"benchmark.path={fake_nb201}",
                 f"store={tmp_path / 's.sqlite'}"])
     r = run(cfg, tmp_path / "o")
-    exp = Experiment(cfg, tmp_path / "o2")
-    assert r["history"][0]["arch"] == exp.pool.keys[int(np.nanargmax(exp.pool.scores["rbflex"]))]
+    parts = Parts(cfg, tmp_path / "o2")
+    want = rbflex_scores(parts, 0.001, 0.01)
+    assert r["history"][0]["arch"] == NB201.format(parts.archs[int(np.nanargmax(want))])
     assert r["n_evaluations"] == 1
+    stored = parts.store.find_scores("nb201", "rbflex[gamma_k=0.001,gamma_q=0.01]")
+    got = [stored[NB201.key(a)].value for a in parts.archs]
+    assert np.array(got, dtype=float) == pytest.approx(want, rel=1e-9, nan_ok=True)
+    assert parts.store.find_scores("nb201", "rbflex") == {}  # nothing was scored at the default γ's

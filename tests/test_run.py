@@ -1,4 +1,4 @@
-"""The Hydra entry points end to end: hnas.run (search) and hnas.score (proxy scoring + correlations)."""
+"""The Hydra entry points end to end: hnas run (search) and hnas score (proxy scoring + correlations)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from hydra.errors import ConfigCompositionException, MissingConfigException
 
-from hnas.run import run
+from hnas.experiment.runner import run_experiment as run
 from hnas.spaces import get_space
 
 SPACE = get_space("nb201")
@@ -20,6 +20,11 @@ SPACE = get_space("nb201")
 @pytest.fixture(scope="module")
 def fake_nb201(tmp_path_factory) -> Path:
     """A complete compact NB201 table with synthetic but structured values (a fresh clone has no ../shared)."""
+    return write_fake_nb201(tmp_path_factory.mktemp("bench") / "nb201.csv")
+
+
+def write_fake_nb201(path: Path, **change) -> Path:
+    """The fake table at ``path``; ``change``: column -> callable(frame) -> new column (to break it)."""
     rng = np.random.default_rng(0)
     archs = list(SPACE.enumerate())
     n_conv = np.array([sum(op.startswith("nor_conv") for op in a) for a in archs], dtype=float)
@@ -30,7 +35,8 @@ def fake_nb201(tmp_path_factory) -> Path:
         "cifar10_valid_12ep": base + 10 + rng.normal(0, 0.5, len(archs)),
         "cost_12ep_s": 50 + 10 * n_conv,
     })
-    path = tmp_path_factory.mktemp("bench") / "nb201.csv"
+    for col, fn in change.items():
+        df[col] = fn(df)
     df.to_csv(path, index=False)
     return path
 
@@ -73,20 +79,6 @@ def test_rerun_with_same_run_id_replays_the_log(fake_nb201, tmp_path):
     assert again["history"] == first["history"]
 
 
-@pytest.mark.parametrize("override,message", [
-    (["strategy.budget=0"], "strategy.budget must be a positive number, got 0"),
-    (["strategy.budget=-3"], "strategy.budget must be a positive number, got -3"),
-    (["benchmark.path=/nonexistent/nb201.csv"], "/nonexistent/nb201.csv"),
-    (["pool=list", "pool.archs=[|bogus~0|]"], "bogus"),
-])
-def test_bad_input_gives_one_clear_error_and_writes_nothing(fake_nb201, tmp_path, override, message):
-    over = ["+experiment=nb201_cifar10", f"benchmark.path={fake_nb201}", f"store={tmp_path / 's.sqlite'}",
-            "logger=none", *override]
-    with pytest.raises(Exception, match=message):
-        run(_cfg("run", over), tmp_path / "out")
-    assert not (tmp_path / "out" / "result.json").exists()
-
-
 def test_unknown_names_are_rejected_by_the_config_layer(fake_nb201):
     with pytest.raises(MissingConfigException, match="nope"):
         _cfg("run", ["+experiment=nope"])
@@ -101,7 +93,7 @@ def test_missing_proxy_scores_name_the_command_that_computes_them(fake_nb201, tm
 
     over = ["+experiment=nb201_cifar10", "strategy=robot", f"benchmark.path={fake_nb201}",
             f"store={tmp_path / 's.sqlite'}", "proxies.source=suite_zero:absent.csv", "pool.size=30"]
-    with pytest.raises(PoolError, match=r"python -m hnas.score .*proxies.names=\[grad_norm"):
+    with pytest.raises(PoolError, match=r"lacks proxy scores .*`hnas score space=nb201 .*proxies.names=\[grad_norm"):
         run(_cfg("run", over), tmp_path / "out")
 
 
@@ -120,7 +112,7 @@ def test_training_evaluator_with_ddp_sim_inside_the_search_loop(tmp_path):
 
 
 def test_score_command_scores_caches_and_correlates(fake_nb201, tmp_path):
-    from hnas.score import score_pool
+    from hnas.cli.score import score_pool
 
     over = ["data=synthetic", "pool.size=6", "pool.seed=1", "proxies.names=[params,synflow,grad_norm]",
             "proxies.batch.size=8", "space.build.C=4", "space.build.N=1", f"benchmark.path={fake_nb201}",
@@ -153,7 +145,8 @@ def test_score_command_scores_caches_and_correlates(fake_nb201, tmp_path):
 
 
 def test_pool_shards_are_disjoint_and_cover_the_pool(tmp_path):
-    from hnas.experiment import ConfigError, pool_archs
+    from hnas.errors import ConfigError
+    from hnas.experiment.build import pool_archs
 
     cfg = _cfg("score", ["pool.size=10"])
     full = pool_archs(cfg.pool, SPACE)
@@ -169,7 +162,7 @@ def test_pool_shards_are_disjoint_and_cover_the_pool(tmp_path):
 def test_score_command_compares_with_a_reference_table(fake_nb201, tmp_path):
     from scipy import stats
 
-    from hnas.score import score_pool
+    from hnas.cli.score import score_pool
 
     archs = [SPACE.from_index(i) for i in (5, 17, 42, 99, 123, 456, 789)]
     ref = pd.DataFrame({"index": [SPACE.index(a) for a in archs],
@@ -187,21 +180,8 @@ def test_score_command_compares_with_a_reference_table(fake_nb201, tmp_path):
     assert out["proxies"]["params"]["reference_n"] == 6
 
 
-def test_cli_reports_bad_input_as_one_line_and_exit_status_2(fake_nb201, tmp_path, capsys):
-    from hnas.cli import reports_user_errors
-
-    over = ["+experiment=nb201_cifar10", f"benchmark.path={tmp_path / 'missing.csv'}",
-            f"store={tmp_path / 's.sqlite'}", "logger=none"]
-    with pytest.raises(SystemExit) as exit_info:
-        reports_user_errors(run)(_cfg("run", over), tmp_path / "out")
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: NAS-Bench-201 table not found:") and "missing.csv" in err[0]
-    assert not (tmp_path / "out").exists()
-
-
 def test_correlations_count_failed_scores_as_worst_only_in_the_failed_last_figures():
-    from hnas.score import correlations
+    from hnas.analysis.correlation import rank_correlations as correlations
 
     truth = np.array([10.0, 20.0, 30.0, 40.0, 5.0])
     scores = np.array([1.0, 2.0, 4.0, 3.0, np.nan])  # the failed network is also the worst one
@@ -221,3 +201,87 @@ def test_unknown_proxy_in_a_strategy_is_named_with_the_valid_ones(fake_nb201, tm
     with pytest.raises(ProxyError, match=r"unknown proxy 'bogus'; valid: .*grad_norm.*synflow"):
         run(_cfg("run", over), tmp_path / "out")
     assert not (tmp_path / "out" / "result.json").exists()
+
+
+def test_a_resumed_run_leaves_one_csv_row_per_step(fake_nb201, tmp_path):
+    """Killed after 3 of 5 steps (a crash in the evaluator), resumed twice: architectures.csv has 5 rows."""
+    from hnas.evaluators.table import TableEvaluator
+
+    over = ["+experiment=nb201_cifar10", "strategy=random", "strategy.budget=5", f"benchmark.path={fake_nb201}",
+            f"store={tmp_path / 's.sqlite'}", "logger=csv"]
+    real = TableEvaluator.evaluate
+    calls = []
+
+    def crash_after_three(self, arch):
+        if len(calls) == 3:
+            raise RuntimeError("simulated crash")
+        calls.append(arch)
+        return real(self, arch)
+
+    TableEvaluator.evaluate = crash_after_three
+    try:
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            run(_cfg("run", over), tmp_path / "o")
+    finally:
+        TableEvaluator.evaluate = real
+    assert len(pd.read_csv(tmp_path / "o" / "architectures.csv")) == 3
+    first = run(_cfg("run", over), tmp_path / "o")
+    again = run(_cfg("run", over), tmp_path / "o")
+    rows = pd.read_csv(tmp_path / "o" / "architectures.csv")
+    assert list(rows["step"]) == [0, 1, 2, 3, 4]
+    assert list(rows["arch"]) == [h["arch"] for h in first["history"]] == [h["arch"] for h in again["history"]]
+    assert first["replayed"] == 3 and again["replayed"] == 5
+
+
+def test_runs_that_differ_in_any_override_get_their_own_output_folder_and_run_id(fake_nb201):
+    from hnas.experiment.build import default_run_id, run_dir_name
+
+    base = ["+experiment=nb201_cifar10", "strategy=robot", f"benchmark.path={fake_nb201}"]
+    a, b = _cfg("run", base), _cfg("run", [*base, "strategy.options.kappa=1.0"])
+    assert run_dir_name(a) != run_dir_name(b) and default_run_id(a) != default_run_id(b)
+    assert run_dir_name(a).startswith("seed0-") and default_run_id(a).endswith(run_dir_name(a)[len("seed0-"):])
+    assert run_dir_name(_cfg("run", [*base, "run_id=mine"])) == "mine"
+
+
+def test_hydra_run_dir_resolves_to_the_distinct_folder(fake_nb201):
+    from hydra.core.global_hydra import GlobalHydra
+
+    from hnas.experiment.build import register_resolvers, run_dir_name
+
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="hnas.conf", version_base="1.3"):
+        cfg = compose("run", overrides=["+experiment=nb201_cifar10", f"benchmark.path={fake_nb201}"],
+                      return_hydra_config=True)
+    assert cfg.hydra.run.dir == f"outputs/nb201_cifar10/random/{run_dir_name(cfg)}"
+    assert cfg.hydra.sweep.subdir == f"random/{run_dir_name(cfg)}"
+
+
+def test_pool_source_names_the_scores_the_run_used(fake_nb201, tmp_path):
+    """After an import into the same store, a self-computed run still says its scores came from hnas."""
+    from hnas.benchmarks.score_tables import import_score_table
+    from hnas.store import Store
+
+    archs = [SPACE.from_index(i) for i in range(12)]
+    table = tmp_path / "zc.csv"
+    pd.DataFrame({"index": range(12), "synflow": np.arange(12.0)}).to_csv(table, index=False)
+    import_score_table(Store(tmp_path / "s.sqlite"), table, source="suite_zero:zc.csv")
+    over = ["+experiment=nb201_cifar10", "strategy=training_free", "strategy.budget=3", "data=synthetic",
+            "pool=list", "pool.archs=[" + ",".join(f"'{SPACE.format(a)}'" for a in archs) + "]", "proxies.batch.size=8",
+            "space.build.C=4", "space.build.N=1", f"benchmark.path={fake_nb201}", f"store={tmp_path / 's.sqlite'}",
+            "logger=none"]
+    own = run(_cfg("run", over), tmp_path / "own")
+    assert own["pool"]["proxies"]["synflow"]["source"] == "hnas"
+    imported = run(_cfg("run", [*over, "proxies.source=suite_zero:zc.csv"]), tmp_path / "imp")
+    assert imported["pool"]["proxies"]["synflow"]["source"] == "suite_zero:zc.csv"
+    assert [h["arch"] for h in imported["history"]] == [SPACE.format(archs[i]) for i in (11, 10, 9)]
+
+
+def test_extra_proxies_of_a_run_are_scored_and_shown_in_its_rows(fake_nb201, tmp_path):
+    over = ["+experiment=nb201_cifar10", "strategy=random", "strategy.budget=3", "data=synthetic", "pool.size=6",
+            "proxies.names=[params]", "proxies.batch.size=8", "space.build.C=4", "space.build.N=1",
+            f"benchmark.path={fake_nb201}", f"store={tmp_path / 's.sqlite'}", "logger=csv"]
+    r = run(_cfg("run", over), tmp_path / "o")
+    rows = pd.read_csv(tmp_path / "o" / "architectures.csv")
+    assert "proxy/params" in rows.columns and rows["proxy/params"].gt(0).all()
+    assert r["pool"]["proxies"]["params"]["source"] == "hnas"

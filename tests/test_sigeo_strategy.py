@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from hnas.data import build_datamodule
-from hnas.evaluate import Observation
+from hnas.evaluators import Observation
 from hnas.search import CandidatePool, StrategyError, make_strategy, run_search
 from hnas.spaces import get_space
 from hnas.store import Store
-from hnas.supernet import WarmupConfig, score_candidates, score_subnets, warm_up_supernet
+from hnas.training.supernet import WarmupConfig, score_candidates, score_subnets, warm_up_supernet
 
 SPACE = get_space("nb201")
 BUILD = {"C": 4, "N": 1}
@@ -65,7 +65,7 @@ def test_rank_mode_queries_the_top_of_the_supernet_sigeo_ranking(pool, cache, tm
     vals = [s["sigeo"].value for s in score_subnets(warm.supernet, pool.archs, (b.x, b.y), ["sigeo"],
                                                      warmed=True, progress=False)]
     order = sorted(range(4), key=lambda i: -vals[i])
-    assert [h["arch"] for h in res.history] == [pool.keys[i] for i in order[:2]]
+    assert [h["arch"] for h in res.history] == [pool.spellings[i] for i in order[:2]]
     assert [v for _, v in strat.ranking] == pytest.approx(sorted(vals, reverse=True))
     assert ev.calls == 2
 
@@ -104,7 +104,7 @@ def test_per_candidate_mode_without_warmup_ranks_by_reference_sigeo(pool, cache,
         return SPACE.build(arch, num_classes=4, **BUILD)
 
     vals = [s["sigeo"].value for s in score_candidates(build, pool.archs, (b.x, b.y), 4, ["sigeo"], progress=False)]
-    assert res.history[0]["arch"] == pool.keys[int(np.argmax(vals))]
+    assert res.history[0]["arch"] == pool.spellings[int(np.argmax(vals))]
     assert all(math.isfinite(v) for v in vals)
 
 

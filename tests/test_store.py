@@ -78,13 +78,13 @@ def test_non_ok_statuses_round_trip_with_value_none(tmp_path: Path, score: Proxy
 def test_get_scores_filters_and_put_scores_batch(tmp_path: Path) -> None:
     s = Store(tmp_path / "s.db")
     rows = [(KEY.with_arch(f"a{i}"), ProxyScore(float(i))) for i in range(1200)]
-    rows.append((dataclasses.replace(KEY, seed=1, arch_key="a0"), ProxyScore(-1.0)))
+    rows.append((dataclasses.replace(KEY, seed=1, arch_id="a0"), ProxyScore(-1.0)))
     assert s.put_scores(rows) == 1201
     everything = s.get_scores("nb201", "synflow", 1, 0, "fp0", "train", "float64")
     assert len(everything) == 1200 and everything["a7"].value == 7.0
     # more keys than one IN(...) chunk, with an unknown one and a duplicate
     wanted = [f"a{i}" for i in range(0, 1200, 2)] + ["missing", "a0"]
-    some = s.get_scores("nb201", "synflow", 1, 0, "fp0", "train", "float64", arch_keys=wanted)
+    some = s.get_scores("nb201", "synflow", 1, 0, "fp0", "train", "float64", arch_ids=wanted)
     assert sorted(some) == sorted(f"a{i}" for i in range(0, 1200, 2))
     assert s.get_scores("nb201", "synflow", 1, 1, "fp0", "train", "float64") == {"a0": ProxyScore(-1.0)}
 
@@ -97,7 +97,7 @@ def test_find_scores_and_sources(tmp_path: Path) -> None:
     s.put(dataclasses.replace(imported, proxy="snip"), ProxyScore(None, "nan"), source="suite_zero:x.csv")
     assert s.find_scores("nb201", "synflow") == {"a": ProxyScore(1.0), "b": ProxyScore(5.0)}
     assert s.find_scores("nb201", "synflow", source="suite_zero:x.csv") == {"b": ProxyScore(5.0)}
-    assert s.find_scores("nb201", "synflow", arch_keys=["a", "zz"]) == {"a": ProxyScore(1.0)}
+    assert s.find_scores("nb201", "synflow", arch_ids=["a", "zz"]) == {"a": ProxyScore(1.0)}
     assert s.score_sources() == {"hnas": 1, "suite_zero:x.csv": 2}
     assert s.score_sources(space="nb201", proxy="synflow") == {"hnas": 1, "suite_zero:x.csv": 1}
 
@@ -118,8 +118,8 @@ def test_trial_log_round_trip_idempotent_and_conflict(tmp_path: Path) -> None:
     t = s.trials("run1")
     assert [r["step"] for r in t] == [0, 1]
     assert t[1] | {"created": 0} == {
-        "step": 1, "arch": "|b~0|", "arch_key": "kb", "value": 80.5, "cost_s": 10.0,
-        "info": {"test": 91.0}, "created": 0,
+        "step": 1, "arch": "|b~0|", "key": "kb", "value": 80.5, "cost_s": 10.0,
+        "info": {"test": 91.0}, "created": 0, "status": "done", "worker": None,
     }  # fmt: skip
     assert t[0]["value"] is None
     msg = "run 'run1' already has a different trial at step 1.*resume from step 2"

@@ -4,25 +4,28 @@ from __future__ import annotations
 
 import itertools
 import math
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from torch import nn
 
-from hnas.evaluate import Observation
+from hnas.evaluators import Observation
 from hnas.search import (
+    STRATEGIES,
     CandidatePool,
     PoolError,
     ScoreSpec,
     StrategyError,
     make_strategy,
     run_search,
-    strategy_names,
 )
 from hnas.search.hnas_search import hnas_score
 from hnas.search.robot import last_argmax, minmax_normalise
 from hnas.spaces.base import SearchSpace, SearchSpaceError
+from hnas.store import Store
 
 
 class ToySpace(SearchSpace):
@@ -95,24 +98,9 @@ class ToyEvaluator:
         return Observation(toy_value(arch), 10.0 + sum(arch), {"test": {"toy": toy_value(arch) - 1.0}})
 
 
-class MemStore:
-    """In-memory stand-in for the trial log part of hnas.store.Store."""
-
-    def __init__(self) -> None:
-        self.rows: dict = {}
-
-    def trials(self, run_id):
-        return [self.rows[k] for k in sorted(self.rows) if k[0] == run_id]
-
-    def log_trial(self, run_id, step, arch, arch_key, value, cost_s, info):
-        self.rows[(run_id, step)] = {
-            "step": step,
-            "arch": arch,
-            "arch_key": arch_key,
-            "value": value,
-            "cost_s": cost_s,
-            "info": info,
-        }
+def new_store() -> Store:
+    """A fresh SQLite store in its own temporary folder (the real trial log, leases and all)."""
+    return Store(Path(tempfile.mkdtemp(prefix="hnas-test-")) / "store.sqlite")
 
 
 def toy_pool(space: ToySpace, seed: int = 0) -> CandidatePool:
@@ -143,13 +131,13 @@ def pool(space) -> CandidatePool:
 
 def run(strategy, T: int):
     ev = ToyEvaluator()
-    res = run_search(strategy, ev, MemStore(), "t", budget_queries=T)
+    res = run_search(strategy, ev, new_store(), "t", budget_queries=T)
     return res, ev
 
 
 # ---------------------------------------------------------------- construction and errors
 def test_registry_and_option_errors(space, pool):
-    assert {"random", "rea", "training_free", "hnas", "robot", "gp_bo"} <= set(strategy_names())
+    assert {"random", "rea", "training_free", "hnas", "robot", "gp_bo"} <= set(STRATEGIES.names())
     with pytest.raises(StrategyError, match="unknown strategy 'bogus'; valid: .*robot"):
         make_strategy("bogus", space, pool, 10, 0)
     with pytest.raises(StrategyError, match=r"has no option\(s\) \['kapa'\]; valid: .*kappa"):
@@ -158,12 +146,12 @@ def test_registry_and_option_errors(space, pool):
         make_strategy("random", space, pool, 0, 0)
     with pytest.raises(StrategyError, match="needs a candidate pool"):
         make_strategy("robot", space, None, 10, 0)
-    with pytest.raises(PoolError, match=r"needs proxy scores \['fisher'\].*python -m hnas.score"):
+    with pytest.raises(PoolError, match=r"needs proxy scores \['fisher'\].*hnas score"):
         make_strategy("robot", space, pool, 10, 0, metrics=["good", "fisher"])
 
 
 def test_pool_validation(space):
-    with pytest.raises(PoolError, match="duplicate architecture key '0-0-0'"):
+    with pytest.raises(PoolError, match="duplicate architecture '0-0-0' at positions 0 and 1"):
         CandidatePool([(0, 0, 0), (0, 0, 0)], ["0-0-0", "0-0-0"])
     with pytest.raises(PoolError, match="score column 'x' has 1 values for 2 archs"):
         CandidatePool([(0, 0, 0), (0, 0, 1)], ["0-0-0", "0-0-1"], {"x": np.zeros(1)})
@@ -202,7 +190,7 @@ def test_pool_from_store_reads_scores_and_names_missing_command(tmp_path, space)
     assert pool.sources == {"snip": "hnas", "jacob_cov": "suite_zero:t.csv"}
     more = list(space.enumerate())[:7]
     with pytest.raises(
-        PoolError, match=r"snip: 2 of 7 .*`python -m hnas.score space=toy pool.size=7 .*proxies.names=\[snip\]`"
+        PoolError, match=r"snip: 2 of 7 .*`hnas score space=toy pool.size=7 .*proxies.names=\[snip\]`"
     ):
         CandidatePool.from_store(store, space, more, ["snip"])
 
@@ -212,9 +200,9 @@ def test_random_search_distinct_deterministic(space, pool):
     a, _ = run(make_strategy("random", space, pool, 20, 3), 20)
     b, _ = run(make_strategy("random", space, pool, 20, 3), 20)
     c, _ = run(make_strategy("random", space, None, 20, 3), 20)
-    keys = [h["arch_key"] for h in a.history]
-    assert len(set(keys)) == 20 and keys == [h["arch_key"] for h in b.history]
-    assert len({h["arch_key"] for h in c.history}) == 20
+    keys = [h["arch"] for h in a.history]
+    assert len(set(keys)) == 20 and keys == [h["arch"] for h in b.history]
+    assert len({h["arch"] for h in c.history}) == 20
     # exhausting a pool stops the loop instead of repeating
     res, ev = run(make_strategy("random", space, pool.subset(range(5)), 20, 0), 20)
     assert len(ev.calls) == 5 and res.n_evaluations == 5
@@ -223,12 +211,12 @@ def test_random_search_distinct_deterministic(space, pool):
 def test_training_free_queries_top_k_in_order(space, pool):
     res, _ = run(make_strategy("training_free", space, pool, 5, 0, proxy="good"), 5)
     order = np.argsort(-pool.scores["good"], kind="stable")[:5]
-    assert [h["arch_key"] for h in res.history] == [pool.keys[i] for i in order]
+    assert [h["arch"] for h in res.history] == [pool.spellings[i] for i in order]
     low, _ = run(make_strategy("training_free", space, pool, 3, 0, proxy="good", higher_is_better=False), 3)
-    assert [h["arch_key"] for h in low.history] == [pool.keys[i] for i in np.argsort(pool.scores["good"])[:3]]
-    nan_pool = CandidatePool(pool.archs[:3], pool.keys[:3], {"p": np.array([np.nan, 1.0, 2.0])})
+    assert [h["arch"] for h in low.history] == [pool.spellings[i] for i in np.argsort(pool.scores["good"])[:3]]
+    nan_pool = CandidatePool(pool.archs[:3], pool.spellings[:3], {"p": np.array([np.nan, 1.0, 2.0])})
     r, _ = run(make_strategy("training_free", space, nan_pool, 3, 0, proxy="p"), 3)
-    assert [h["arch_key"] for h in r.history] == [pool.keys[2], pool.keys[1], pool.keys[0]]
+    assert [h["arch"] for h in r.history] == [pool.spellings[2], pool.spellings[1], pool.spellings[0]]
 
 
 def test_rea_deterministic_and_evolves_by_mutation(space):
@@ -240,8 +228,8 @@ def test_rea_deterministic_and_evolves_by_mutation(space):
     st, a, ev = go(1)
     _, b, _ = go(1)
     _, c, _ = go(2)
-    keys = [h["arch_key"] for h in a.history]
-    assert keys == [h["arch_key"] for h in b.history] and keys != [h["arch_key"] for h in c.history]
+    keys = [h["arch"] for h in a.history]
+    assert keys == [h["arch"] for h in b.history] and keys != [h["arch"] for h in c.history]
     assert len(set(keys)) == 30 and len(ev.calls) == 30
     assert len(st.population) == 6
     # after the random initial population every child is one edit away from an earlier architecture
@@ -261,7 +249,7 @@ def test_rea_beats_random_on_a_separable_landscape():
     def mean_best(name):
         return np.mean(
             [
-                run_search(make_strategy(name, sp, None, 50, s), L1(), MemStore(), "x", 50).best["value"]
+                run_search(make_strategy(name, sp, None, 50, s), L1(), new_store(), "x", 50).best["value"]
                 for s in range(6)
             ]
         )
@@ -272,7 +260,7 @@ def test_rea_beats_random_on_a_separable_landscape():
 def test_rea_within_pool(space, pool):
     sub = pool.subset(range(0, 64, 2))
     res, _ = run(make_strategy("rea", space, sub, 15, 0, population_size=4), 15)
-    assert {h["arch_key"] for h in res.history} <= set(sub.keys)
+    assert {h["arch"] for h in res.history} <= set(sub.spellings)
 
 
 def test_gp_bo_finds_optimum(space, pool):
@@ -306,14 +294,14 @@ def test_hnas_initial_probes_and_distinct_queries(space, pool):
     st2 = make_strategy("hnas", space, pool, 4, 0, n_sample=10_000)  # samples cover the pool at once
     st2.ask()
     s0 = hnas_score(pool.scores["ntk_trace"], pool.scores["ntk_cond"], 0.0, -2.0, 5e3)
-    assert st2.trace[0]["key"] == pool.keys[int(np.argmin(s0))]
+    assert st2.trace[0]["arch"] == pool.spellings[int(np.argmin(s0))]
 
 
 def test_hnas_needs_its_metrics(space, pool):
     with pytest.raises(StrategyError, match="hnas metric 'zen' is not one of"):
         make_strategy("hnas", space, pool, 10, 0, metric="zen")
-    small = CandidatePool(pool.archs, pool.keys, {"ntk_trace": pool.scores["ntk_trace"]})
-    with pytest.raises(PoolError, match=r"\['ntk_cond'\].*python -m hnas.score"):
+    small = CandidatePool(pool.archs, pool.spellings, {"ntk_trace": pool.scores["ntk_trace"]})
+    with pytest.raises(PoolError, match=r"\['ntk_cond'\].*hnas score"):
         make_strategy("hnas", space, small, 10, 0)
 
 
@@ -334,14 +322,14 @@ def test_robot_finds_known_optimum_with_cache_and_greedy(space, pool):
     assert len(ev.calls) == 10 and len({space.key(a) for a in ev.calls}) == 10
     assert st.n_calls == 10  # T BO calls (1 random + T-1 UCB), cached repeats included
     assert st.bo.n_random == 1 and st.bo.n_suggested == 9
-    assert st.T0 == len({c["key"] for c in st.calls})
+    assert st.T0 == len({c["arch"] for c in st.calls})
     assert sum(c["cached"] for c in st.calls) == 10 - st.T0
     # greedy phase: queries after T0 follow w_best's ranking
-    ranking = [pool.keys[i] for i in np.argsort(st.scores(st.w_best), kind="stable")[::-1]]
-    greedy = [h["arch_key"] for h in res.history[st.T0 :]]
+    ranking = [pool.spellings[i] for i in np.argsort(st.scores(st.w_best), kind="stable")[::-1]]
+    greedy = [h["arch"] for h in res.history[st.T0 :]]
     assert (
         greedy
-        == [k for k in ranking if k not in {h["arch_key"] for h in res.history[: st.T0]}][: len(greedy)]
+        == [k for k in ranking if k not in {h["arch"] for h in res.history[: st.T0]}][: len(greedy)]
     )
     # w_best produced the best value seen during BO (">=": the last such call)
     bo_best = max(c["value"] for c in st.calls)
@@ -363,7 +351,7 @@ def test_state_dict_round_trip(space, pool):
         b.load_state_dict(a.state_dict())
         for _ in range(3):
             xa, xb = a.ask(), b.ask()
-            assert a.key(xa) == b.key(xb), name
+            assert a.spelling(xa) == b.spelling(xb), name
             a.tell(xa, ToyEvaluator().evaluate(xa))
             b.tell(xb, ToyEvaluator().evaluate(xb))
         c = make_strategy(name, space, pool, 8, 5, **opts)
@@ -401,7 +389,7 @@ def test_robot_nb201_suite_zero_picks_13714_every_seed(shared_data):
     for seed in range(10, 20):
         t = time.perf_counter()
         st = make_strategy("robot", None, pool, 20, seed)
-        res = run_search(st, TableEvaluator(), MemStore(), f"s{seed}", 20)
+        res = run_search(st, TableEvaluator(), new_store(), f"s{seed}", 20)
         walls.append(time.perf_counter() - t)
         assert res.best["arch"] == "13714", seed
         assert res.n_evaluations == 20

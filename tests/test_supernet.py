@@ -13,7 +13,7 @@ from hnas.nn.ops import OP_NAMES
 from hnas.nn.supernet import NB201Supernet, SupernetError, sample_path
 from hnas.proxies.runtime import score_network
 from hnas.spaces import get_space
-from hnas.supernet import (
+from hnas.training.supernet import (
     WarmupConfig,
     WarmupError,
     checkpoint_path,
@@ -176,9 +176,14 @@ def test_warmup_table_on_a_tiny_synthetic_setup(tmp_path, monkeypatch):
     import json
 
     import numpy as np
+    from hydra import compose, initialize_config_module
     from scipy.stats import kendalltau, spearmanr
 
-    from hnas.warmup_table import main
+    from hnas.cli.warmup_table import build_table
+
+    def main(overrides: list[str]) -> dict:
+        with initialize_config_module(config_module="hnas.conf", version_base="1.3"):
+            return build_table(compose("warmup_table", overrides=overrides), overrides)
 
     space = get_space("nb201")
     archs = space.sample_many(4, np.random.default_rng(0))
@@ -186,11 +191,10 @@ def test_warmup_table_on_a_tiny_synthetic_setup(tmp_path, monkeypatch):
     lines = ["index,arch,cifar10_test"] + [f"{space.index(a)},{space.format(a)},{v}" for a, v in zip(archs, acc)]
     (tmp_path / "nb201.csv").write_text("\n".join(lines) + "\n")
     out = tmp_path / "docs" / "warmup.md"
-    argv = ["--benchmark", str(tmp_path / "nb201.csv"), "--data", "synthetic", "--data-option", "num_train=64",
-            "--data-option", "shape=[3, 8, 8]", "--data-option", "num_classes=4", "--data-option", "augment=false",
-            "--pool-size", "4", "--pool-seed", "0", "--fractions", "0", "0.25", "--max-steps", "2",
-            "--batch-size", "8", "--C", "4", "--N", "1", "--scoring-batch", "16", "--device", "cpu",
-            "--accelerator", "cpu", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]
+    argv = [f"benchmark.path={tmp_path / 'nb201.csv'}", "data=synthetic", "+data.num_train=64", "+data.shape=[3,8,8]",
+            "+data.num_classes=4", "data.augment=false", "pool.size=4", "pool.seed=0", "fractions=[0,0.25]",
+            "warmup.max_steps=2", "warmup.batch_size=8", "warmup.C=4", "warmup.N=1", "scoring_batch=16",
+            "device=cpu", "accelerator=cpu", f"cache_dir={tmp_path / 'cache'}", f"out={out}"]
     result = main(argv)
     text = out.read_text()
     assert "| SiGeo |" in text and "| ZiCo |" in text and "0 % warm-up | 25 % warm-up" in text
@@ -211,16 +215,16 @@ def test_warmup_table_on_a_tiny_synthetic_setup(tmp_path, monkeypatch):
     assert saved["scores"]["0"]["sigeo"] == [r["sigeo"].value for r in ref]
     assert [r["warmup_steps"] for r in result["rows"]] == [0, 0, 2, 2]
     # a second run into another (existing) markdown file reuses every saved fraction: nothing is scored
-    import hnas.supernet
+    import hnas.training.supernet
 
     def no_scoring(*args, **kwargs):
         raise AssertionError("a saved fraction was scored again")
 
     results_md = tmp_path / "results.md"
     results_md.write_text("# Results\n\nkeep me\n")
-    monkeypatch.setattr(hnas.supernet, "score_subnets", no_scoring)
-    again = main([a if a != str(out) else str(results_md) for a in argv])
-    main([a if a != str(out) else str(results_md) for a in argv])  # the section is replaced, not appended
+    monkeypatch.setattr(hnas.training.supernet, "score_subnets", no_scoring)
+    again = main([a if a != f"out={out}" else f"out={results_md}" for a in argv])
+    main([a if a != f"out={out}" else f"out={results_md}" for a in argv])  # the section is replaced, not appended
     monkeypatch.undo()
     assert again["scores"] == result["scores"]
     md = results_md.read_text()
@@ -228,5 +232,5 @@ def test_warmup_table_on_a_tiny_synthetic_setup(tmp_path, monkeypatch):
     assert md.count("| SiGeo |") == 1 and "](results.png)" in md
     assert {r["scores_file"] for r in again["rows"]} == {r["scores_file"] for r in result["rows"]}
     # a different scoring seed is a different file: scored afresh, never mixed with the saved one
-    other = main([*argv[:-2], "--seed", "1", "--fractions", "0", "--out", str(tmp_path / "seed1.md")])
+    other = main([*argv[:-1], "seed=1", "fractions=[0]", f"out={tmp_path / 'seed1.md'}"])
     assert other["rows"][0]["scores_file"] not in {r["scores_file"] for r in result["rows"]}

@@ -51,11 +51,15 @@ def test_csv_tracker_rows_summary_and_widened_header(tmp_path: Path) -> None:
     }
 
 
-def test_csv_tracker_continues_existing_file(tmp_path: Path) -> None:
+def test_csv_tracker_continues_existing_file_with_one_row_per_step(tmp_path: Path) -> None:
     t = CSVTracker(tmp_path)
     t.log_architecture(ROWS[0])
-    t2 = CSVTracker(tmp_path)  # a resumed search
+    t2 = CSVTracker(tmp_path)  # a resumed search replays step 0, then evaluates step 1
+    t2.log_architecture({**ROWS[0], "replayed": True})
     t2.log_architecture({"step": 1, "arch": "|b~0|", "value": 1.0, "cost_s": 2.0})
+    t3 = CSVTracker(tmp_path)  # and once more, everything replayed
+    t3.log_architecture({**ROWS[0], "replayed": True})
+    t3.log_architecture({"step": 1, "arch": "|b~0|", "value": 1.0, "cost_s": 2.0, "replayed": True})
     assert [r["step"] for r in _read_csv(tmp_path / "architectures.csv")] == ["0", "1"]
 
 
@@ -75,7 +79,7 @@ def test_make_tracker_kinds(tmp_path: Path) -> None:
     assert isinstance(none, NullTracker) and isinstance(none, Tracker)
     with tracking(none) as tr:
         tr.log_architecture(ROWS[0])
-    with pytest.raises(TrackingError, match="unknown tracker kind 'tensorboard'; valid: wandb, csv, none"):
+    with pytest.raises(TrackingError, match="unknown logger.kind 'tensorboard'; valid: csv, none, wandb"):
         make_tracker("tensorboard")
     with pytest.raises(TrackingError, match="'csv' needs a directory"):
         make_tracker("csv")
@@ -127,3 +131,26 @@ def test_wandb_finished_on_exception(tmp_path: Path, monkeypatch: pytest.MonkeyP
             raise ValueError("boom")
     assert codes == [1] and wandb.run is None
     assert _table_json(t.run_dir)["data"] == [[0, "|a~0|", 70.5, 12.0]]
+
+
+def test_wandb_resumed_run_keeps_its_id_and_one_table_row_per_step(tmp_path: Path, monkeypatch) -> None:
+    """A resumed search continues the same W&B run id; its table has each step once, scalars are logged
+    only for steps evaluated in this process."""
+    from hnas.tracking import wandb_run_id
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    first = make_tracker("wandb", dir=tmp_path / "a", name="run-x")
+    with tracking(first) as t:
+        t.log_architecture(ROWS[0])
+    logged: list[int] = []
+    second = make_tracker("wandb", dir=tmp_path / "b", name="run-x")
+    real_log = second.run.log
+    monkeypatch.setattr(second.run, "log", lambda d, step=None, **k: (logged.append(step), real_log(d, step=step,
+                                                                                                   **k)))
+    with tracking(second) as t:
+        t.log_architecture({**ROWS[0], "replayed": True})
+        t.log_architecture({**ROWS[0], "replayed": True})
+        t.log_architecture(ROWS[1])
+    assert first.run.id == second.run.id == wandb_run_id("run-x")
+    assert [r[0] for r in _table_json(second.run_dir)["data"]] == [0, 1]
+    assert 0 not in logged and 1 in logged

@@ -7,15 +7,18 @@ import os
 from hnas.benchmarks.nafbee import NAFBeeTable
 from hnas.benchmarks.nb201 import NB201Benchmark
 from hnas.benchmarks.table import BenchmarkError, BenchmarkFileNotFound
+from hnas.registry import Registry
 
-BENCHMARKS = {"nb201": NB201Benchmark, "nafbee": NAFBeeTable}
+#: ``benchmark.name`` -> table class
+BENCHMARKS: Registry[type[NB201Benchmark] | type[NAFBeeTable]] = Registry("benchmark", {
+    "nb201": "hnas.benchmarks.nb201:NB201Benchmark",
+    "nafbee": "hnas.benchmarks.nafbee:NAFBeeTable",
+}, BenchmarkError)
 
 
 def load_benchmark(name: str, path: str | os.PathLike[str]) -> NB201Benchmark | NAFBeeTable:
     """The benchmark table ``name`` (nb201, nafbee) read from ``path``."""
-    if name not in BENCHMARKS:
-        raise BenchmarkError(f"unknown benchmark {name!r}; valid: {', '.join(sorted(BENCHMARKS))}")
-    return BENCHMARKS[name](path)
+    return BENCHMARKS.get(name)(path)
 
 
 __all__ = [

@@ -6,11 +6,15 @@ e.g. ``vgg19_cifar10_acc`` (VGG-19 with BN on CIFAR-10) and ``bert_sst2_acc`` (B
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from hnas.benchmarks.table import BenchmarkError, numeric_columns, read_table
+from hnas.files import sha256_file
 
 HOW_TO_GET = (
     "give the NAFBee CSV with columns activation, vgg19_cifar10_acc, bert_sst2_acc "
@@ -41,6 +45,14 @@ class NAFBeeTable:
         self.frame = df.set_index("activation")
         self._tasks = [c[: -len(SUFFIX)] for c in task_cols]
         self._lower = {a.lower(): a for a in self.frame.index}
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """SHA-256 of the file: a run's trial log is only replayed against the table it was written with."""
+        return sha256_file(self.path)
+
+    def values(self, activations: Any, metric: str) -> np.ndarray:
+        return np.array([self.value(a, metric) for a in activations], dtype=np.float64)
 
     def tasks(self) -> list[str]:
         return list(self._tasks)

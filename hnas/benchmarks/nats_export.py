@@ -19,12 +19,11 @@ over training seeds; ``api.get_cost_info(i, dataset)``):
 | train_time_200ep_s    | cifar10-valid   | 200 | train-all-time |
 | params_mb             | cifar10 (cost)  |  –  | params         |
 
-Usage: ``python -m hnas.benchmarks.nats_export <NATS-tss-v1_0-3ffb9-simple> <out.csv>``.
+Usage: ``hnas nats-export <NATS-tss-v1_0-3ffb9-simple> <out.csv>``.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import tempfile
@@ -110,18 +109,3 @@ def export_from_nats_path(nats_path: str | os.PathLike[str], out_path: str | os.
         ) from e
     api = create(str(nats_path), "tss", fast_mode=True, verbose=False)
     return export_compact_csv(api, out_path)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "nats_path", help="official NATS-Bench topology file/folder (NATS-tss-v1_0-3ffb9-simple)"
-    )
-    parser.add_argument("out_csv", help="compact CSV to write")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
-    export_from_nats_path(args.nats_path, args.out_csv)
-
-
-if __name__ == "__main__":
-    main()

@@ -3,7 +3,7 @@
 Compact format (see README): ``index`` (official NB201 / NATS-Bench topology index), ``arch`` (the string
 ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``) and one column per metric, e.g. ``cifar10_test``,
 ``cifar10_valid_12ep``, ``cost_12ep_s``, ``params_mb``. Any subset of metric columns works (at least one).
-Users with the official NATS-Bench topology file make it with ``hnas.benchmarks.nats_export``.
+Users with the official NATS-Bench topology file make it with ``hnas nats-export``.
 
 Lookup accepts an index, an arch string, an Arch tuple, or any isomorphic spelling: an exact string
 match wins (isomorphic cells have their own, different, trained values in NB201); otherwise the
@@ -22,13 +22,14 @@ import numpy as np
 import pandas as pd
 
 from hnas.benchmarks.table import BenchmarkError, numeric_columns, read_table
-from hnas.spaces.base import SearchSpace
+from hnas.files import sha256_file
+from hnas.spaces.base import SearchSpace, SearchSpaceError
 
 REQUIRED = ("index", "arch")
 HOW_TO_GET = (
     "give the compact NAS-Bench-201 CSV (columns index, arch and metric columns such as cifar10_test; "
     "see README), or build it from the official NATS-Bench topology file (NATS-tss-v1_0-3ffb9-simple) with "
-    "`python -m hnas.benchmarks.nats_export <NATS-tss path> <out.csv>` (needs `pip install hnas[nats]`)"
+    "`hnas nats-export <NATS-tss path> <out.csv>` (needs `pip install hnas[nats]`)"
 )
 
 
@@ -59,6 +60,12 @@ class NB201Benchmark:
                     f"column {col!r} of {self.path} repeats {first!r}; each row needs its own"
                 )
         df["arch"] = df["arch"].astype(str)
+        space = space if space is not None else _nb201_space()
+        for row, text in enumerate(df["arch"]):
+            try:
+                space.parse(text)
+            except SearchSpaceError as e:
+                raise BenchmarkError(f"{self.path}, row {row + 1} (index {int(df['index'].iloc[row])}): {e}") from None
         self.frame: pd.DataFrame = df.set_index("index").sort_index()
         self._metrics = metric_cols
         self._by_string: dict[str, int] = {a: int(i) for i, a in zip(self.frame.index, self.frame["arch"])}
@@ -82,10 +89,13 @@ class NB201Benchmark:
     @property
     def space(self) -> SearchSpace:
         if self._space is None:
-            from hnas.spaces import get_space
-
-            self._space = get_space("nb201")
+            self._space = _nb201_space()
         return self._space
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """SHA-256 of the file: a run's trial log is only replayed against the table it was written with."""
+        return sha256_file(self.path)
 
     # ------------------------------------------------------------------ lookup
     @functools.cached_property
@@ -141,6 +151,11 @@ class NB201Benchmark:
         self._check_metric(metric)
         return float(self.frame.at[self.index_of(arch), metric])
 
+    def values(self, archs: Any, metric: str) -> np.ndarray:
+        """``metric`` of many architectures at once (one vectorised row selection)."""
+        self._check_metric(metric)
+        return self.frame.loc[[self.index_of(a) for a in archs], metric].to_numpy(dtype=np.float64)
+
     def optimum(self, metric: str, mode: str = "max") -> tuple[int, float]:
         """(index, value) of the best row for ``metric`` (``mode`` max/min; NaNs skipped; first tie wins)."""
         self._check_metric(metric)
@@ -163,3 +178,9 @@ class NB201Benchmark:
 
             export_from_nats_path(nats_path, csv_path)
         return cls(csv_path, **kwargs)
+
+
+def _nb201_space() -> SearchSpace:
+    from hnas.spaces import get_space
+
+    return get_space("nb201")

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from hnas.benchmarks.table import BenchmarkError, numeric_columns, read_table
+from hnas.files import sha256_file
 from hnas.proxies.result import ProxyScore
 from hnas.spaces import get_space
 from hnas.spaces.base import SearchSpaceError
@@ -46,10 +47,10 @@ def default_source(path: str | os.PathLike[str]) -> str:
     return f"suite_zero:{Path(path).name}"
 
 
-def import_key(space: str, arch_key: str, proxy: str, source: str) -> ScoreKey:
+def import_key(space: str, spelling: str, proxy: str, source: str) -> ScoreKey:
     """The Store key of an imported score (see the module docstring for the marker fields)."""
     return ScoreKey(
-        space, arch_key, proxy, IMPORT_VERSION, IMPORT_SEED, f"import:{source}", IMPORT_BN_MODE, IMPORT_DTYPE
+        space, spelling, proxy, IMPORT_VERSION, IMPORT_SEED, f"import:{source}", IMPORT_BN_MODE, IMPORT_DTYPE
     )
 
 
@@ -60,11 +61,11 @@ def import_score_table(
 
     Idempotent: importing the same file again rewrites the same keys. Rows are keyed by the exact
     architecture spelling (``space.format``), not the canonical key: a table holds one measurement per
-    spelling (index), and isomorphic spellings were scored separately (read with ScoreSpec(arch_key="spelling")).
+    spelling (index), and isomorphic spellings were scored separately (read with ScoreSpec(lookup="spelling")).
     """
     path = Path(path)
     source = source or default_source(path)
-    digest = _file_digest(path) if path.is_file() else None
+    digest = sha256_file(path) if path.is_file() else None
     done = store.load_state(f"import:{space}:{source}")
     if digest is not None and done is not None and done.get("sha256") == digest:
         log.info("%s already imported as %r (%d architectures); nothing to do", path, source, done["rows"])
@@ -73,7 +74,7 @@ def import_score_table(
     cols = [c for c in df.columns if c != "index"]
     if not cols:
         raise BenchmarkError(f"score table {path} has no proxy column; {HOW_TO_GET}")
-    df = numeric_columns(df, cols, path).sort_values("index", kind="stable")
+    df = numeric_columns(df, cols, path, allow_inf=True).sort_values("index", kind="stable")
     sp = get_space(space)
     proxies = {c: SUITE_ZERO_NAMES.get(c, c) for c in cols}
     values = df[cols].to_numpy(dtype=np.float64)
@@ -84,29 +85,18 @@ def import_score_table(
             raise BenchmarkError(f"score table {path}: index {raw_index!r} is not an integer")
         i = int(raw_index)
         try:
-            arch_key = sp.format(sp.from_index(i))
+            spelling = sp.format(sp.from_index(i))
         except SearchSpaceError as e:
             raise BenchmarkError(f"score table {path}: {e}") from e
-        if arch_key in seen:
+        if spelling in seen:
             raise BenchmarkError(f"score table {path}: index {i} appears twice")
-        seen[arch_key] = i
+        seen[spelling] = i
         for c, v in zip(cols, values[r]):
             score = ProxyScore.from_value(v)
             if not score.ok:
                 score = ProxyScore(None, score.status, 0.0, f"{score.message or score.status} in {path.name}")
-            rows.append((import_key(space, arch_key, proxies[c], source), score, source))
+            rows.append((import_key(space, spelling, proxies[c], source), score, source))
     store.put_scores(rows)
     store.save_state(f"import:{space}:{source}", {"sha256": digest, "rows": len(seen), "path": str(path)})
     log.info("imported %d architectures x %d proxies from %s as %r", len(seen), len(cols), path, source)
     return len(seen)
-
-
-def _file_digest(path: Path) -> str:
-    """Content hash, so re-importing an unchanged table is a no-op and a changed one is re-imported."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

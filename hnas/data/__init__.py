@@ -1,10 +1,13 @@
 """Datasets as LightningDataModules with a seeded split, batched augmentation and a scoring batch.
 
-``build_datamodule(name, **kwargs)`` is the one entry point the rest of hnas (and Hydra configs, via
-``_target_: hnas.data.build_datamodule``) uses.
+``build_datamodule(name, **kwargs)`` is the one entry point the rest of hnas uses (``data.name`` in the
+config is looked up in ``DATAMODULES``; the other keys of the ``data`` group are the class's arguments).
 """
 
 from __future__ import annotations
+
+import inspect
+from typing import Any
 
 from hnas.data.arrays import NpzDataModule
 from hnas.data.base import ArrayData, ArrayDataset, HNASDataModule, default_cache_dir, default_data_root
@@ -14,23 +17,34 @@ from hnas.data.imagefolder import ImageFolderDataModule
 from hnas.data.imagenet16 import ImageNet16DataModule
 from hnas.data.scoring import ScoringBatch
 from hnas.data.synthetic import SyntheticDataModule
+from hnas.registry import Registry
 
-DATAMODULES: dict[str, type[HNASDataModule]] = {
-    "cifar10": CIFAR10DataModule,
-    "cifar100": CIFAR100DataModule,
-    "imagenet16": ImageNet16DataModule,
-    "imagefolder": ImageFolderDataModule,
-    "npz": NpzDataModule,
-    "synthetic": SyntheticDataModule,
-}
+DATAMODULES: Registry[type[HNASDataModule]] = Registry("dataset", {
+    "cifar10": "hnas.data.cifar:CIFAR10DataModule",
+    "cifar100": "hnas.data.cifar:CIFAR100DataModule",
+    "imagenet16": "hnas.data.imagenet16:ImageNet16DataModule",
+    "imagefolder": "hnas.data.imagefolder:ImageFolderDataModule",
+    "npz": "hnas.data.arrays:NpzDataModule",
+    "synthetic": "hnas.data.synthetic:SyntheticDataModule",
+}, DataError)
 
 
-def build_datamodule(name: str, **kwargs) -> HNASDataModule:
-    """The data module called ``name`` built with ``kwargs`` (see each class for its options)."""
-    try:
-        cls = DATAMODULES[name]
-    except (KeyError, TypeError):
-        raise DataError(f"unknown dataset {name!r}; valid: {', '.join(DATAMODULES)}") from None
+def build_datamodule(name: str, **kwargs: Any) -> HNASDataModule:
+    """The data module called ``name`` built with ``kwargs`` (see each class for its options); an unknown
+    option is a DataError naming the valid ones."""
+    cls = DATAMODULES.get(name)
+    valid: set[str] = set()
+    for klass in cls.__mro__:  # a subclass passing **kwargs on accepts its base classes' options too
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(vars(klass)["__init__"]).parameters
+        valid |= {n for n, p in params.items() if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD,
+                  p.KEYWORD_ONLY)}
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            break
+    unknown = sorted(set(kwargs) - valid)
+    if unknown:
+        raise DataError(f"dataset {name!r} has no option(s) {unknown}; valid: {', '.join(sorted(valid))}")
     return cls(**kwargs)
 
 

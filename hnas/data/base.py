@@ -8,6 +8,7 @@ set is 150 MB, and gathering a batch from it is far cheaper than decoding files 
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -284,6 +285,24 @@ class HNASDataModule(L.LightningDataModule):
         log.info("%s: %d train (%d used) / %d valid / %s test images, split_seed=%d", self.name,
                  len(train_idx), len(fit_idx), len(valid_idx),
                  "no" if self.data.test_x is None else len(self.data.test_x), self.split_seed)
+
+    def with_train_subset(self, count: int, batch_size: int | None = None) -> HNASDataModule:
+        """A shallow copy (sharing the loaded arrays) that trains on a seeded subset of ``count`` images of the
+        train part (same split), in batches of ``batch_size``: e.g. a supernet warm-up on 10 % of the data."""
+        dm = copy.copy(self)
+        dm.train_subset = int(count)
+        if batch_size is not None:
+            dm.batch_size = int(batch_size)
+        dm._train_idx = dm._valid_idx = dm._fit_idx = None
+        dm.setup("fit")
+        return dm
+
+    @property
+    def fit_indices(self) -> Tensor:
+        """Indices into the training array of the images ``train_dataloader`` uses (the train part or its
+        ``train_subset``)."""
+        self.setup()
+        return self._fit_idx
 
     def split_indices(self, split: str) -> Tensor:
         """Indices into the training array of the ``train`` or ``valid`` part (or all test indices)."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from hnas.errors import HNASError
 
-class DataError(ValueError):
+
+class DataError(HNASError, ValueError):
     """Bad data path, file layout, content or option."""
 
 

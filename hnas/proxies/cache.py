@@ -44,11 +44,11 @@ def _unpack_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None, str]:
     )
 
 
-def score_key(space: str, arch_key: str, p: Proxy, seed: int, fp: str, bn_mode: str | None, dtype: Any) -> Any:
+def score_key(space: str, arch_id: str, p: Proxy, seed: int, fp: str, bn_mode: str | None, dtype: Any) -> Any:
     """The store key of proxy ``p``'s score: name + non-default options, version, init seed, batch, BN mode, dtype."""
     from hnas.store import ScoreKey
 
-    return ScoreKey(space, arch_key, p.key_name, p.version, seed, fp, bn_mode or p.bn_mode, dtype or p.dtype)
+    return ScoreKey(space, arch_id, p.key_name, p.version, seed, fp, bn_mode or p.bn_mode, dtype or p.dtype)
 
 
 def score_cached(
@@ -115,7 +115,7 @@ def score_cached_many(
     for p in resolved:
         k = score_key(space.name, "", p, seed, fp, bn_mode, dtype)
         cached[p.name] = store.get_scores(
-            k.space, k.proxy, k.version, k.seed, k.batch_fp, k.bn_mode, k.dtype, arch_keys=keys
+            k.space, k.proxy, k.version, k.seed, k.batch_fp, k.bn_mode, k.dtype, arch_ids=keys
         )
     out: list[dict[str, ProxyScore]] = []
     n_built = 0

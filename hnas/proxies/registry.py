@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from hnas.errors import HNASError
+
 BN_MODES = ("train", "eval", "off")
 
 # Every module that registers proxies. Keep this list complete: lookups import exactly these.
@@ -31,7 +33,7 @@ PROXY_MODULES: list[str] = [
 ]
 
 
-class ProxyError(ValueError):
+class ProxyError(HNASError, ValueError):
     """Unknown proxy name or bad proxy option."""
 
 

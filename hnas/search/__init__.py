@@ -2,47 +2,28 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
-from hnas.search.base import Strategy, StrategyError
-from hnas.search.loop import SearchError, SearchResult, run_search
+from hnas.registry import Registry
+from hnas.search.base import ScoringContext, Strategy, StrategyError
+from hnas.search.loop import SearchError, SearchLoop, SearchResult, run_search
 from hnas.search.pool import CandidatePool, PoolError, ScoreSpec
 
-# name -> (module, class); other strategies (sigeo, rbflex) register here the same way
-STRATEGIES: dict[str, tuple[str, str]] = {
-    "random": ("hnas.search.random", "RandomSearch"),
-    "rea": ("hnas.search.rea", "RegularizedEvolution"),
-    "training_free": ("hnas.search.training_free", "TrainingFree"),
-    "hnas": ("hnas.search.hnas_search", "HNAS"),
-    "robot": ("hnas.search.robot", "RoBoT"),
-    "gp_bo": ("hnas.search.gp_bo", "GPBO"),
-    "sigeo": ("hnas.search.sigeo", "SiGeoSearch"),
-    "rbflex": ("hnas.search.rbflex", "RBFleXSearch"),
-}
+#: ``strategy.name`` -> class
+STRATEGIES: Registry[type[Strategy]] = Registry("strategy", {
+    "random": "hnas.search.random:RandomSearch",
+    "rea": "hnas.search.rea:RegularizedEvolution",
+    "training_free": "hnas.search.training_free:TrainingFree",
+    "hnas": "hnas.search.hnas_search:HNAS",
+    "robot": "hnas.search.robot:RoBoT",
+    "gp_bo": "hnas.search.gp_bo:GPBO",
+    "sigeo": "hnas.search.sigeo:SiGeoSearch",
+    "rbflex": "hnas.search.rbflex:RBFleXSearch",
+}, StrategyError)
 
 
-def strategy_names() -> list[str]:
-    return sorted(STRATEGIES)
-
-
-def get_strategy_class(name: str) -> type[Strategy]:
-    if name not in STRATEGIES:
-        raise StrategyError(f"unknown strategy {name!r}; valid: {', '.join(strategy_names())}")
-    module, cls = STRATEGIES[name]
-    return getattr(importlib.import_module(module), cls)
-
-
-def make_strategy(
-    name: str,
-    space: Any,
-    pool: CandidatePool | None = None,
-    budget: int | None = None,
-    seed: int = 0,
-    **options: Any,
-) -> Strategy:
+def make_strategy(name: str, space: object, pool: CandidatePool | None = None, budget: int | None = None,
+                  seed: int = 0, **options: object) -> Strategy:
     """``Strategy(space, pool, budget, seed, **options)`` for the strategy called ``name``."""
-    return get_strategy_class(name)(space, pool, budget, seed, **options)
+    return STRATEGIES.get(name)(space, pool, budget, seed, **options)
 
 
 __all__ = [
@@ -50,12 +31,12 @@ __all__ = [
     "CandidatePool",
     "PoolError",
     "ScoreSpec",
+    "ScoringContext",
     "SearchError",
+    "SearchLoop",
     "SearchResult",
     "Strategy",
     "StrategyError",
-    "get_strategy_class",
     "make_strategy",
     "run_search",
-    "strategy_names",
 ]

@@ -9,6 +9,13 @@ State and resume: every strategy is a deterministic function of its seed, option
 was told. ``state_dict()`` is therefore the seed, options and the event log (asks and tells);
 ``load_state_dict`` replays that log into a freshly constructed strategy and checks that every ask comes out
 the same — exact by construction, and a changed configuration is detected instead of silently diverging.
+
+Identity: a strategy de-duplicates queries by the architecture's *spelling* (``space.format``), not by its
+canonical key (``space.key``, shared by isomorphic spellings): a benchmark holds separate measurements of
+isomorphic spellings, and the reference codes (RoBoT, HNAS) treat table indices as distinct candidates.
+
+Optional capabilities are declared here with neutral defaults (``needs_datamodule``, ``prepare_scoring``,
+``summary``), so the experiment and the loop call them unconditionally.
 """
 
 from __future__ import annotations
@@ -16,12 +23,14 @@ from __future__ import annotations
 import abc
 import logging
 import math
-from collections.abc import Hashable
-from typing import Any, ClassVar
+from collections.abc import Hashable, Sequence
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from hnas.evaluate import Observation
+from hnas.errors import HNASError
+from hnas.evaluators.base import Observation
+from hnas.proxies.settings import ScoringSettings
 from hnas.search.pool import CandidatePool
 
 log = logging.getLogger(__name__)
@@ -29,8 +38,19 @@ log = logging.getLogger(__name__)
 Arch = Hashable
 
 
-class StrategyError(ValueError):
+class StrategyError(HNASError, ValueError):
     """Bad strategy option, misuse of ask/tell, or a state that does not match this strategy."""
+
+
+class ScoringContext(Protocol):
+    """What ``Strategy.prepare_scoring`` may use of the run (``hnas.experiment.build.Parts`` provides it)."""
+
+    space: Any
+    seed: int
+    build_kwargs: dict[str, Any]
+
+    @property
+    def datamodule(self) -> Any: ...
 
 
 class Strategy(abc.ABC):
@@ -39,6 +59,18 @@ class Strategy(abc.ABC):
     name: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
     needs_pool: ClassVar[bool] = False
+    #: the experiment passes ``datamodule``, ``trainer`` and ``build_kwargs`` to the constructor (e.g. SiGeo's
+    #: supernet warm-up needs the run's data)
+    needs_datamodule: ClassVar[bool] = False
+
+    @classmethod
+    def prepare_scoring(cls, ctx: ScoringContext, archs: Sequence[Any], options: dict[str, Any],
+                        settings: ScoringSettings) -> tuple[ScoringSettings, dict[str, Any]]:
+        """Decide, before the pool is scored, how it is scored (e.g. RBFleX's kernel widths by HDA).
+
+        ``options``: the strategy's configured options. Returns the scoring settings to use and option
+        values to merge into ``options`` (default: both unchanged)."""
+        return settings, {}
 
     def __init__(
         self,
@@ -66,9 +98,9 @@ class Strategy(abc.ABC):
         self.options: dict[str, Any] = {**self.defaults, **options}
         self.rng = np.random.default_rng(self.seed)
         self.history: list[tuple[Arch, str, Observation]] = []  # distinct archs told, in order
-        self.observed: dict[str, Observation] = {}
+        self.observed: dict[str, Observation] = {}  # spelling -> observation
         self._events: list[list[Any]] = []
-        self._pool_key = {a: k for a, k in zip(pool.archs, pool.keys)} if pool is not None else {}
+        self._pool_spelling = dict(zip(pool.archs, pool.spellings)) if pool is not None else {}
         self.setup()
 
     # ------------------------------------------------------------------ subclass hooks
@@ -79,17 +111,17 @@ class Strategy(abc.ABC):
     def _ask(self) -> Arch:
         """The next architecture to evaluate (normally one not observed yet)."""
 
-    def _tell(self, arch: Arch, key: str, obs: Observation) -> None:  # noqa: B027 - optional hook
+    def _tell(self, arch: Arch, spelling: str, obs: Observation) -> None:  # noqa: B027 - optional hook
         """Learn from ``obs`` (already recorded in ``history``/``observed``)."""
 
-    # ------------------------------------------------------------------ protocol
-    def key(self, arch: Arch) -> str:
-        """Identity of ``arch`` for de-duplicating queries: the pool's key, else its exact spelling.
+    def summary(self) -> dict[str, Any]:
+        """Strategy-specific facts for result.json (e.g. RoBoT's T0); default none."""
+        return {}
 
-        The spelling, not the isomorphism class: a benchmark holds separate measurements of isomorphic
-        spellings, and the reference codes (RoBoT, HNAS) treat table indices as distinct candidates.
-        """
-        k = self._pool_key.get(arch) if self._pool_key else None
+    # ------------------------------------------------------------------ protocol
+    def spelling(self, arch: Arch) -> str:
+        """Identity of ``arch`` for de-duplicating queries: its exact spelling (see the module docstring)."""
+        k = self._pool_spelling.get(arch) if self._pool_spelling else None
         if k is not None:
             return k
         if self.space is None:
@@ -109,18 +141,18 @@ class Strategy(abc.ABC):
 
     def ask(self) -> Arch:
         arch = self._ask()
-        self._events.append(["ask", self.key(arch)])
+        self._events.append(["ask", self.spelling(arch)])
         return arch
 
     def tell(self, arch: Arch, obs: Observation) -> None:
         if not isinstance(obs, Observation):
-            raise StrategyError(f"tell() wants an hnas.evaluate.Observation, got {type(obs).__name__}")
-        key = self.key(arch)
-        if key not in self.observed:
-            self.observed[key] = obs
-            self.history.append((arch, key, obs))
-        self._events.append(["tell", key, float(obs.value), float(obs.cost_s), dict(obs.info)])
-        self._tell(arch, key, obs)
+            raise StrategyError(f"tell() wants an hnas.evaluators.Observation, got {type(obs).__name__}")
+        spelling = self.spelling(arch)
+        if spelling not in self.observed:
+            self.observed[spelling] = obs
+            self.history.append((arch, spelling, obs))
+        self._events.append(["tell", spelling, float(obs.value), float(obs.cost_s), dict(obs.info)])
+        self._tell(arch, spelling, obs)
 
     def best(self) -> tuple[Arch, float]:
         """The observed architecture with the highest value (first in query order on ties)."""
@@ -162,39 +194,39 @@ class Strategy(abc.ABC):
         for i, ev in enumerate(state["events"]):
             if ev[0] == "ask":
                 last = self.ask()
-                if self.key(last) != ev[1]:
+                if self.spelling(last) != ev[1]:
                     raise StrategyError(
-                        f"replay diverged at event {i}: asked {self.key(last)!r}, "
+                        f"replay diverged at event {i}: asked {self.spelling(last)!r}, "
                         f"the saved state asked {ev[1]!r}"
                     )
             elif ev[0] == "tell":
-                arch = last if last is not None and self.key(last) == ev[1] else self._arch_for_key(ev[1])
+                arch = last if last is not None and self.spelling(last) == ev[1] else self._arch_of(ev[1])
                 self.tell(arch, Observation(ev[2], ev[3], dict(ev[4])))
             else:
                 raise StrategyError(f"unknown event {ev[0]!r} at position {i} of the saved state")
 
-    def _arch_for_key(self, key: str) -> Arch:
-        if self.pool is not None and key in self.pool.index_of:
-            return self.pool.archs[self.pool.index_of[key]]
+    def _arch_of(self, spelling: str) -> Arch:
+        if self.pool is not None and spelling in self.pool.index_of:
+            return self.pool.archs[self.pool.index_of[spelling]]
         for a, k, _ in self.history:
-            if k == key:
+            if k == spelling:
                 return a
         if self.space is not None:
-            return self.space.parse(key)
-        raise StrategyError(f"cannot recover the architecture of key {key!r}")
+            return self.space.parse(spelling)
+        raise StrategyError(f"cannot recover the architecture spelled {spelling!r}")
 
     # ------------------------------------------------------------------ helpers for subclasses
-    def pool_index(self, key: str) -> int | None:
-        return None if self.pool is None else self.pool.index_of.get(key)
+    def pool_index(self, spelling: str) -> int | None:
+        return None if self.pool is None else self.pool.index_of.get(spelling)
 
     def random_unseen(self, rng: np.random.Generator, max_tries: int = 10_000) -> Arch | None:
         """A uniformly drawn architecture not observed yet (from the pool if any, else the space)."""
         if self.pool is not None:
-            free = [i for i, k in enumerate(self.pool.keys) if k not in self.observed]
+            free = [i for i, k in enumerate(self.pool.spellings) if k not in self.observed]
             return None if not free else self.pool.archs[free[int(rng.integers(len(free)))]]
         for _ in range(max_tries):
             a = self.space.sample(rng)
-            if self.key(a) not in self.observed:
+            if self.spelling(a) not in self.observed:
                 return a
         return None
 

@@ -45,14 +45,14 @@ class GPBO(Strategy):
     def features(self, archs: list[Arch]) -> np.ndarray:
         x = np.stack([np.asarray(self.space.encode(a), dtype=np.float64).reshape(-1) for a in archs])
         if self.proxies:
-            idx = [self.pool.index_of[self.key(a)] for a in archs]
+            idx = [self.pool.index_of[self.spelling(a)] for a in archs]
             x = np.concatenate([x, self._proxy_feat[idx]], axis=1)
         return x
 
     def _candidates(self) -> list[Arch]:
         n = int(self.options["n_candidates"])
         if self.pool is not None:
-            free = np.array([i for i, k in enumerate(self.pool.keys) if k not in self.observed])
+            free = np.array([i for i, k in enumerate(self.pool.spellings) if k not in self.observed])
             if free.size == 0:
                 raise StrategyError(f"gp_bo exhausted its pool of {len(self.pool)} architectures")
             pick = self.rng.choice(free, size=min(n, free.size), replace=False)
@@ -60,7 +60,7 @@ class GPBO(Strategy):
         out: dict[str, Arch] = {}
         for _ in range(20 * n):
             a = self.space.sample(self.rng)
-            k = self.key(a)
+            k = self.spelling(a)
             if k not in self.observed:
                 out.setdefault(k, a)
             if len(out) >= n:

@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from hnas.bo import BayesOpt
-from hnas.evaluate import Observation
+from hnas.evaluators.base import Observation
 from hnas.search.base import Arch, Strategy, StrategyError
 
 METRICS = ("ntk_trace", "grad_norm", "snip", "grasp")
@@ -111,12 +111,12 @@ class HNAS(Strategy):
         s = hnas_score(self.m[cand], self.kappa[cand], t, c, self.options["scale"])
         i = int(cand[int(np.argmin(s))])
         self.queried[i] = True
-        key = self.pool.keys[i]
-        self._pending[key] = x
-        self.trace.append({"t": t, "c": c, "key": key})
+        spelling = self.pool.spellings[i]
+        self._pending[spelling] = x
+        self.trace.append({"t": t, "c": c, "arch": spelling})
         return self.pool.archs[i]
 
-    def _tell(self, arch: Arch, key: str, obs: Observation) -> None:
-        x = self._pending.pop(key, None)
+    def _tell(self, arch: Arch, spelling: str, obs: Observation) -> None:
+        x = self._pending.pop(spelling, None)
         if x is not None:
             self.bo.tell(x, float(obs.value))

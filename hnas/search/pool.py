@@ -15,10 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from hnas.errors import HNASError
+
 log = logging.getLogger(__name__)
 
 
-class PoolError(ValueError):
+class PoolError(HNASError, ValueError):
     """Inconsistent pool (lengths, duplicate keys) or proxy scores missing from the store."""
 
 
@@ -41,7 +43,9 @@ class ScoreSpec:
     dtype: str | None = None
     source: str | None = None
     required: bool = True
-    arch_key: str = "canonical"  # how the store keys these rows: canonical (own cache) | spelling (imports)
+    #: how the store identifies these rows: "key" (the canonical key: hnas's own cache, isomorphic spellings
+    #: share a score) | "spelling" (imported tables, which measured every spelling separately)
+    lookup: str = "key"
 
     @property
     def column(self) -> str:
@@ -59,30 +63,29 @@ class ScoreSpec:
 
 
 class CandidatePool:
-    """``archs`` with identity ``keys`` and ``scores[name]`` float64 arrays (NaN = missing), same order.
-
-    hnas.run uses the exact spelling (``space.format``) as the identity key; the store's own proxy cache is
-    keyed by the canonical (isomorphism-aware) key, which ``from_store`` looks up separately.
+    """``archs`` with their ``spellings`` (``space.format``: the identity a search de-duplicates by) and
+    ``scores[name]`` float64 arrays (NaN = missing), same order. The store's own proxy cache is keyed by the
+    canonical (isomorphism-aware) key, which ``from_store`` looks up separately.
     """
 
     def __init__(
         self,
         archs: Sequence[Hashable],
-        keys: Sequence[str],
+        spellings: Sequence[str],
         scores: Mapping[str, np.ndarray] | None = None,
         sources: Mapping[str, str] | None = None,
     ) -> None:
-        if len(archs) != len(keys):
-            raise PoolError(f"pool has {len(archs)} architectures but {len(keys)} keys")
+        if len(archs) != len(spellings):
+            raise PoolError(f"pool has {len(archs)} architectures but {len(spellings)} spellings")
         if len(archs) == 0:
             raise PoolError("a candidate pool needs at least one architecture")
         self.archs = list(archs)
-        self.keys = [str(k) for k in keys]
-        self.index_of: dict[str, int] = {}
-        for i, k in enumerate(self.keys):
+        self.spellings = [str(k) for k in spellings]
+        self.index_of: dict[str, int] = {}  # spelling -> position
+        for i, k in enumerate(self.spellings):
             if k in self.index_of:
                 raise PoolError(
-                    f"duplicate architecture key {k!r} at positions {self.index_of[k]} and {i}; a pool holds "
+                    f"duplicate architecture {k!r} at positions {self.index_of[k]} and {i}; a pool holds "
                     "each architecture once"
                 )
             self.index_of[k] = i
@@ -112,7 +115,7 @@ class CandidatePool:
         if missing:
             raise PoolError(
                 f"{who} needs proxy scores {missing} but the pool has {sorted(self.scores) or 'none'}; "
-                f"compute them with `python -m hnas.score pool=... proxies.names=[{','.join(missing)}]` or select "
+                f"compute them with `hnas score pool=... proxies.names=[{','.join(missing)}]` or select "
                 "other proxies"
             )
 
@@ -120,7 +123,7 @@ class CandidatePool:
         idx = list(idx)
         return CandidatePool(
             [self.archs[i] for i in idx],
-            [self.keys[i] for i in idx],
+            [self.spellings[i] for i in idx],
             {n: c[idx] for n, c in self.scores.items()},
             self.sources,
         )
@@ -150,24 +153,24 @@ class CandidatePool:
         architecture raises a PoolError naming ``python -m hnas.score`` with the pool and proxies to run.
         """
         space_name = getattr(space, "name", str(space))
-        keys = [space.format(a) for a in archs]
+        spellings = [space.format(a) for a in archs]
         canonical = [space.key(a) for a in archs]
         specs = [ScoreSpec(p) if isinstance(p, str) else p for p in proxies]
         scores: dict[str, np.ndarray] = {}
         sources: dict[str, str] = {}
         missing: dict[str, int] = {}
         for spec in specs:
-            if spec.arch_key not in ("canonical", "spelling"):
-                raise PoolError(f"ScoreSpec.arch_key {spec.arch_key!r} is not one of: canonical, spelling")
-            lookup = canonical if spec.arch_key == "canonical" else keys
+            if spec.lookup not in ("key", "spelling"):
+                raise PoolError(f"ScoreSpec.lookup {spec.lookup!r} is not one of: key, spelling")
+            lookup = canonical if spec.lookup == "key" else spellings
             if spec.exact:
                 found = store.get_scores(
                     space_name, spec.proxy, spec.version, spec.seed, spec.batch_fp, spec.bn_mode, spec.dtype,
-                    arch_keys=lookup,
+                    arch_ids=lookup,
                 )
             else:
-                found = store.find_scores(space_name, spec.proxy, arch_keys=lookup, source=spec.source)
-            col = np.full(len(keys), np.nan)
+                found = store.find_scores(space_name, spec.proxy, arch_ids=lookup, source=spec.source)
+            col = np.full(len(spellings), np.nan)
             n_missing = 0
             for i, k in enumerate(lookup):
                 s = found.get(k)
@@ -178,20 +181,16 @@ class CandidatePool:
             if n_missing and spec.required:
                 missing[spec.proxy] = n_missing
             scores[spec.column] = col
-            if spec.source is not None:
-                sources[spec.column] = spec.source
-            else:
-                labels = store.score_sources(space=space_name, proxy=spec.proxy)
-                sources[spec.column] = ",".join(sorted(labels)) or "none"
+            sources[spec.column] = spec.source if spec.source is not None else "hnas"
         if missing:
-            size = space.size() if hasattr(space, "size") else None
-            hint = pool_hint or ("pool=all" if size == len(keys) else f"pool.size={len(keys)} pool.seed=...")
-            detail = ", ".join(f"{p}: {n} of {len(keys)}" for p, n in missing.items())
+            size = space.size()
+            hint = pool_hint or ("pool=all" if size == len(spellings) else f"pool.size={len(spellings)} pool.seed=...")
+            detail = ", ".join(f"{p}: {n} of {len(spellings)}" for p, n in missing.items())
             raise PoolError(
                 f"the store {getattr(store, 'path', store)} lacks proxy scores for space "
                 f"{space_name!r} ({detail} "
-                f"architectures missing); compute them with `python -m hnas.score space={space_name} {hint} "
+                f"architectures missing); compute them with `hnas score space={space_name} {hint} "
                 f"proxies.names=[{','.join(missing)}]`"
             )
-        log.info("pool of %d archs, proxies %s", len(keys), {n: sources[n] for n in scores})
-        return cls(list(archs), keys, scores, sources)
+        log.info("pool of %d archs, proxies %s", len(spellings), {n: sources[n] for n in scores})
+        return cls(list(archs), spellings, scores, sources)

@@ -19,7 +19,7 @@ class RandomSearch(Strategy):
     @property
     def done(self) -> bool:
         if self._order is not None:
-            return all(self.pool.keys[i] in self.observed for i in self._order[self._next :])
+            return all(self.pool.spellings[i] in self.observed for i in self._order[self._next :])
         return self._exhausted
 
     def _ask(self) -> Arch:
@@ -27,7 +27,7 @@ class RandomSearch(Strategy):
             while self._next < len(self._order):
                 i = int(self._order[self._next])
                 self._next += 1
-                if self.pool.keys[i] not in self.observed:
+                if self.pool.spellings[i] not in self.observed:
                     return self.pool.archs[i]
             raise StrategyError(f"random search exhausted its pool of {len(self.pool)} architectures")
         a = self.random_unseen(self.rng)

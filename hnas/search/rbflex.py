@@ -12,9 +12,9 @@ batch, before the pool is scored; ``gammas="fixed"`` uses ``gamma_k``/``gamma_q`
 registered constants of the official scripts). The pool scores are the ``rbflex`` proxy's, computed with
 those γ's through the store cache (the γ's are proxy options, so they are part of the cache key).
 
-``prepare_scoring`` is the hook ``hnas.experiment`` calls before scoring the pool: it runs HDA and writes
-the γ's into the rbflex proxy options and into ``cfg.strategy.options`` (so the strategy, its saved state and
-the logged config carry them).
+``prepare_scoring`` is the capability the experiment calls before scoring the pool: it runs HDA and returns
+the γ's as rbflex proxy options and as strategy options (so the strategy and its saved state carry them); the
+run's config and run id stay as the user wrote them (HDA is a deterministic function of them).
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from hnas.search.base import StrategyError
+from hnas.proxies.settings import ScoringSettings
+from hnas.search.base import ScoringContext, StrategyError
 from hnas.search.training_free import RankedPoolSearch
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ class RBFleXSearch(RankedPoolSearch):
     name = "rbflex"
     defaults: dict[str, Any] = {
         "gammas": "hda",        # hda | fixed
-        "gamma_k": None,        # fixed value, or the γ's HDA found (filled in by prepare_scoring)
+        "gamma_k": None,        # fixed value, or the γ's HDA found (returned by prepare_scoring)
         "gamma_q": None,
         "n_gamma": 10,          # networks HDA samples from the space
         "hda_from": "sample",   # sample (random networks of the space) | pool (the pool's networks: NAFBee)
@@ -119,8 +120,8 @@ class RBFleXSearch(RankedPoolSearch):
                 raise StrategyError(f"rbflex {g} must be a positive number, got {o[g]!r}")
         if o["gammas"] == "hda" and o["gamma_k"] is None:
             raise StrategyError(
-                "rbflex gammas=hda but no detected γ's were given: run it through `python -m hnas.run` (the "
-                "experiment runs HDA before scoring the pool) or set strategy.options.gammas=fixed"
+                "rbflex gammas=hda but no detected γ's were given: run it through `hnas run` (the experiment "
+                "runs HDA before scoring the pool, RBFleXSearch.prepare_scoring) or set gammas=fixed"
             )
         self.pool.require(["rbflex"], who="strategy 'rbflex'")
         self.rank(self.pool.scores["rbflex"])
@@ -128,7 +129,7 @@ class RBFleXSearch(RankedPoolSearch):
     def ranking(self) -> list[tuple[str, float]]:
         """(pool key, RBFleX score) best first: the whole pool's ranking, for reports."""
         s = self.pool.scores["rbflex"]
-        return [(self.pool.keys[int(i)], float(s[int(i)])) for i in self._order]
+        return [(self.pool.spellings[int(i)], float(s[int(i)])) for i in self._order]
 
     def summary(self) -> dict[str, Any]:
         """γ's and the top of the ranking, for result files."""
@@ -139,40 +140,60 @@ class RBFleXSearch(RankedPoolSearch):
 
     # ------------------------------------------------------------------ experiment hook
     @classmethod
-    def prepare_scoring(cls, experiment: Any, archs: Sequence[Any], settings: dict[str, Any]) -> dict[str, Any]:
-        """Before the pool is scored: set the rbflex proxy's γ's (HDA or fixed) in ``settings['options']``.
+    def prepare_scoring(cls, ctx: ScoringContext, archs: Sequence[Any], options: dict[str, Any],
+                        settings: ScoringSettings) -> tuple[ScoringSettings, dict[str, Any]]:
+        """Before the pool is scored: the rbflex proxy's γ's (HDA over sampled networks or the pool's own,
+        or the given/fixed values); the detected γ's also become the strategy's ``gamma_k``/``gamma_q``."""
+        o = {**cls.defaults, **options}
+        if o["hda_from"] not in HDA_SOURCES:
+            raise StrategyError(f"rbflex hda_from={o['hda_from']!r} is not one of: {', '.join(HDA_SOURCES)}")
+        seed = int(ctx.seed if o["hda_seed"] is None else o["hda_seed"])
+        settings, hda = resolve_gammas(
+            ctx.space, ctx.datamodule, settings, ctx.build_kwargs, gammas=o["gammas"], gamma_k=o["gamma_k"],
+            gamma_q=o["gamma_q"], n_gamma=o["n_gamma"], seed=seed, positive_only=bool(o["positive_only"]),
+            archs=archs if o["hda_from"] == "pool" else None)
+        if hda is None:
+            return settings, {}
+        return settings, {"gamma_k": hda.gamma_k, "gamma_q": hda.gamma_q}
 
-        With HDA, the detected γ's are also written to ``experiment.cfg.strategy.options`` so that the
-        strategy is built with them. Returns the updated copy of ``settings``.
-        """
-        from omegaconf import OmegaConf, open_dict
 
-        cfg = experiment.cfg
-        given = OmegaConf.to_container(cfg.strategy.get("options", {}) or {}, resolve=True)
-        opts = {**cls.defaults, **given}
-        out = {**settings, "options": {k: dict(v) for k, v in settings["options"].items()}}
-        rb = out["options"].setdefault("rbflex", {})
-        if opts["gammas"] == "fixed" or opts["gamma_k"] is not None:
-            if opts["gamma_k"] is not None:
-                rb.update(gamma_k=float(opts["gamma_k"]), gamma_q=float(opts["gamma_q"]))
-            return out
-        if opts["gammas"] != "hda":
-            raise StrategyError(f"rbflex gammas={opts['gammas']!r} is not one of: {', '.join(GAMMA_MODES)}")
-        res = hda_for_scoring(experiment.space, experiment._data(), settings, experiment.build_kwargs,
-                              archs if opts["hda_from"] == "pool" else None, n_gamma=int(opts["n_gamma"]),
-                              seed=int(experiment.seed if opts["hda_seed"] is None else opts["hda_seed"]),
-                              positive_only=bool(opts["positive_only"]))
-        rb.update(gamma_k=res.gamma_k, gamma_q=res.gamma_q)
-        with open_dict(cfg.strategy):
-            cfg.strategy.options.gamma_k = res.gamma_k
-            cfg.strategy.options.gamma_q = res.gamma_q
-        return out
+def resolve_gammas(
+    space: Any,
+    datamodule: Any,
+    settings: ScoringSettings,
+    build_kwargs: dict[str, Any],
+    gammas: str = "hda",
+    gamma_k: float | None = None,
+    gamma_q: float | None = None,
+    n_gamma: int = 10,
+    seed: int = 0,
+    positive_only: bool = False,
+    archs: Sequence[Any] | None = None,
+) -> tuple[ScoringSettings, HDAResult | None]:
+    """``settings`` with the rbflex proxy's kernel widths: detected by HDA (``gammas="hda"``: over ``archs``,
+    or ``n_gamma`` networks sampled from ``space`` with ``seed``), or the given fixed values, or (``fixed``
+    without values) the proxy's registered constants of the official scripts. Also returns the HDA result."""
+    if gammas not in GAMMA_MODES:
+        raise StrategyError(f"rbflex gammas={gammas!r} is not one of: {', '.join(GAMMA_MODES)}")
+    if (gamma_k is None) != (gamma_q is None):
+        raise StrategyError(f"give both rbflex gamma_k and gamma_q or neither, got gamma_k={gamma_k!r}, "
+                            f"gamma_q={gamma_q!r}")
+    if gamma_k is not None:
+        if gammas == "hda":
+            raise StrategyError(f"rbflex gammas=hda detects the kernel widths itself, but gamma_k={gamma_k!r} and "
+                                f"gamma_q={gamma_q!r} were given; use gammas=fixed to give them")
+        return settings.with_options("rbflex", gamma_k=float(gamma_k), gamma_q=float(gamma_q)), None
+    if gammas == "fixed":
+        return settings, None
+    hda = hda_for_scoring(space, datamodule, settings, build_kwargs, archs, n_gamma=n_gamma, seed=seed,
+                          positive_only=positive_only)
+    return settings.with_options("rbflex", gamma_k=hda.gamma_k, gamma_q=hda.gamma_q), hda
 
 
 def hda_for_scoring(
     space: Any,
     datamodule: Any,
-    settings: dict[str, Any],
+    settings: ScoringSettings,
     build_kwargs: dict[str, Any],
     archs: Sequence[Any] | None = None,
     n_gamma: int = 10,
@@ -183,12 +204,10 @@ def hda_for_scoring(
 
     ``archs`` None: ``n_gamma`` networks sampled from ``space`` with ``seed``; else those networks.
     """
-    from hnas.proxies.registry import get_proxy
-
-    n_images = int({**get_proxy("rbflex").options, **settings["options"].get("rbflex", {})}["n_images"])
-    batch = datamodule.scoring_batch(settings["n"], settings["seed"], mode=settings["mode"])
+    n_images = int(settings.proxy("rbflex").options["n_images"])
+    batch = settings.batch(datamodule)
     if not 2 <= n_images <= batch.x.shape[0]:
         raise StrategyError(f"rbflex n_images={n_images} must be in [2, scoring batch size {batch.x.shape[0]}]")
     nets = list(archs) if archs is not None else hda_archs(space, n_gamma, seed)
     return run_hda(space, nets, batch.x[:n_images], datamodule.num_classes, build_kwargs,
-                   init_seed=int(settings["init_seed"]), positive_only=positive_only)
+                   init_seed=settings.init_seed, positive_only=positive_only)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 
-from hnas.evaluate import Observation
+from hnas.evaluators.base import Observation
 from hnas.search.base import Arch, Strategy, StrategyError
 
 log = logging.getLogger(__name__)
@@ -40,11 +40,11 @@ class RegularizedEvolution(Strategy):
     def _mutate(self, arch: Arch) -> Arch | None:
         if self.pool is None:
             return self.space.mutate(arch, self.rng)
-        nbrs = [a for a in self.space.neighbours(arch) if self.space.key(a) in self.pool.index_of]
+        nbrs = [a for a in self.space.neighbours(arch) if self.space.format(a) in self.pool.index_of]
         if not nbrs:
             return None
         a = nbrs[int(self.rng.integers(len(nbrs)))]
-        return self.pool.archs[self.pool.index_of[self.space.key(a)]]
+        return self.pool.archs[self.pool.index_of[self.space.format(a)]]
 
     def _ask(self) -> Arch:
         if len(self.history) < self.options["population_size"]:
@@ -61,7 +61,7 @@ class RegularizedEvolution(Strategy):
             child = self._mutate(parent)
             if child is None:
                 break
-            obs = self.observed.get(self.key(child))
+            obs = self.observed.get(self.spelling(child))
             if obs is None:
                 return child
             self._add(child, _fitness(obs))  # already evaluated: free on a table, evolution goes on
@@ -71,7 +71,7 @@ class RegularizedEvolution(Strategy):
             raise StrategyError("rea exhausted the architectures it can reach")
         return a
 
-    def _tell(self, arch: Arch, key: str, obs: Observation) -> None:
+    def _tell(self, arch: Arch, spelling: str, obs: Observation) -> None:
         self._add(arch, _fitness(obs))
 
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 import numpy as np
 
 from hnas.bo import BayesOpt
-from hnas.evaluate import Observation
+from hnas.evaluators.base import Observation
 from hnas.search.base import Arch, Strategy, StrategyError
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ class RoBoT(Strategy):
     def scores(self, w: np.ndarray) -> np.ndarray:
         return self.features @ np.asarray(w, dtype=np.float64)
 
-    def _record(self, w: np.ndarray, key: str, value: float, cached: bool) -> None:
+    def _record(self, w: np.ndarray, spelling: str, value: float, cached: bool) -> None:
         self.n_calls += 1
         v = -math.inf if math.isnan(value) else value
         if v >= self.best_value:
@@ -106,7 +107,7 @@ class RoBoT(Strategy):
         if self.n_calls == self.budget:
             self.T0 = len(self.observed)
             log.info("robot: BO phase done after %d calls, T0=%d distinct archs", self.n_calls, self.T0)
-        self.calls.append({"w": [float(a) for a in w], "key": key, "value": value, "cached": cached})
+        self.calls.append({"w": [float(a) for a in w], "arch": spelling, "value": value, "cached": cached})
 
     def _ask(self) -> Arch:
         if self._pending is not None:
@@ -114,24 +115,28 @@ class RoBoT(Strategy):
         while self.phase == "bo":
             w = self.bo.ask()
             i = last_argmax(self.scores(w))
-            key = self.pool.keys[i]
-            obs = self.observed.get(key)
+            spelling = self.pool.spellings[i]
+            obs = self.observed.get(spelling)
             if obs is None:
-                self._pending = (w, key)
+                self._pending = (w, spelling)
                 return self.pool.archs[i]
-            self._record(w, key, float(obs.value), cached=True)
+            self._record(w, spelling, float(obs.value), cached=True)
         if self._ranking is None:
             # descending; among equal scores the later index first (np.flip of a stable argsort)
             self._ranking = np.argsort(self.scores(self.w_best), kind="stable")[::-1]
         while self._rank_pos < len(self._ranking):
             i = int(self._ranking[self._rank_pos])
             self._rank_pos += 1
-            if self.pool.keys[i] not in self.observed:
+            if self.pool.spellings[i] not in self.observed:
                 return self.pool.archs[i]
         raise StrategyError(f"robot exhausted its pool of {len(self.pool)} architectures")
 
-    def _tell(self, arch: Arch, key: str, obs: Observation) -> None:
-        if self._pending is not None and self._pending[1] == key:
+    def _tell(self, arch: Arch, spelling: str, obs: Observation) -> None:
+        if self._pending is not None and self._pending[1] == spelling:
             w, _ = self._pending
             self._pending = None
-            self._record(w, key, float(obs.value), cached=False)
+            self._record(w, spelling, float(obs.value), cached=False)
+
+    def summary(self) -> dict[str, Any]:
+        """T0: distinct architectures queried during the BO phase (before the greedy exploitation)."""
+        return {} if self.T0 is None else {"T0": self.T0}

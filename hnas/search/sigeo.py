@@ -42,7 +42,7 @@ CANDIDATE_WARMUP_DEFAULTS: dict[str, Any] = {"epochs": 10, "batch_size": 128}
 
 class SiGeoSearch(Strategy):
     """Options: ``mode`` (rank | evolve), ``fitness`` (sigeo | zico), ``per_candidate`` (bool), ``warmup``
-    (hnas.supernet.WarmupConfig fields; its ``seed`` defaults to the run seed), ``candidate_warmup``
+    (hnas.training.supernet.WarmupConfig fields; its ``seed`` defaults to the run seed), ``candidate_warmup``
     (epochs, batch_size of the per-candidate warm-up), ``scoring`` (batch_size, seed), ``proxy_options``
     ({proxy: {option: value}}), ``evolution`` (cycles, population_size, sample_size, within_pool),
     ``cache_dir`` (warm-up checkpoints; None: ``<hnas cache>/supernets``), ``device`` (scoring device;
@@ -104,7 +104,7 @@ class SiGeoSearch(Strategy):
         for k in ("C", "N"):
             if k in self.build_kwargs:
                 warm.setdefault(k, int(self.build_kwargs[k]))
-        from hnas.supernet import WarmupConfig, WarmupError
+        from hnas.training.supernet import WarmupConfig, WarmupError
 
         try:
             self.warmup_cfg = WarmupConfig.from_dict(warm)
@@ -127,7 +127,7 @@ class SiGeoSearch(Strategy):
         import torch
 
         from hnas.data import default_cache_dir
-        from hnas.supernet import subset_size, warm_up_supernet
+        from hnas.training.supernet import subset_size, warm_up_supernet
 
         dm = self.datamodule
         if dm is None:
@@ -154,11 +154,11 @@ class SiGeoSearch(Strategy):
             self._warm.supernet.to(self._device)
 
     def _score(self, archs: list[Arch]) -> list[float]:
-        """Fitness of ``archs`` (memoised by key); failed scores are NaN (ranked last)."""
-        from hnas.supernet import score_candidates, score_subnets
+        """Fitness of ``archs`` (memoised by spelling); failed scores are NaN (ranked last)."""
+        from hnas.training.supernet import score_candidates, score_subnets
 
-        todo = [a for a in archs if self.key(a) not in self.fitness]
-        todo = list({self.key(a): a for a in todo}.values())
+        todo = [a for a in archs if self.spelling(a) not in self.fitness]
+        todo = list({self.spelling(a): a for a in todo}.values())
         if todo:
             fit = self.options["fitness"]
             popts = {k: dict(v) for k, v in (self.options["proxy_options"] or {}).items() if k == fit}
@@ -178,8 +178,8 @@ class SiGeoSearch(Strategy):
                                           options=popts, seed=self.seed, device=self._device)
             for a, s in zip(todo, scores):
                 v = s[fit].value
-                self.fitness[self.key(a)] = math.nan if v is None else float(v)
-        return [self.fitness[self.key(a)] for a in archs]
+                self.fitness[self.spelling(a)] = math.nan if v is None else float(v)
+        return [self.fitness[self.spelling(a)] for a in archs]
 
     def _rank(self) -> None:
         self._prepare()
@@ -214,24 +214,24 @@ class SiGeoSearch(Strategy):
         population: deque[tuple[Arch, float]] = deque()
         for _ in range(ev["population_size"]):
             a = self._sample()
-            seen.setdefault(self.key(a), a)
+            seen.setdefault(self.spelling(a), a)
             population.append((a, self._score([a])[0]))
         for _ in range(ev["cycles"]):
             members = [population[int(i)] for i in self.rng.integers(len(population), size=ev["sample_size"])]
             parent = max(members, key=lambda m: m[1] if m[1] == m[1] else -math.inf)[0]
             child = self._mutate(parent)
-            seen.setdefault(self.key(child), child)
+            seen.setdefault(self.spelling(child), child)
             population.append((child, self._score([child])[0]))
             population.popleft()
         archs = list(seen.values())
-        return archs, [self.fitness[self.key(a)] for a in archs]
+        return archs, [self.fitness[self.spelling(a)] for a in archs]
 
     # ------------------------------------------------------------------ ask/tell
     @property
     def done(self) -> bool:
         if self.ranking is None:
             return False
-        return all(self.key(a) in self.observed for a, _ in self.ranking[self._next:])
+        return all(self.spelling(a) in self.observed for a, _ in self.ranking[self._next:])
 
     def _ask(self) -> Arch:
         if self.ranking is None:
@@ -240,6 +240,6 @@ class SiGeoSearch(Strategy):
         while self._next < len(self.ranking):
             arch = self.ranking[self._next][0]
             self._next += 1
-            if self.key(arch) not in self.observed:
+            if self.spelling(arch) not in self.observed:
                 return arch
         raise StrategyError(f"sigeo exhausted its {len(self.ranking)} ranked architectures")

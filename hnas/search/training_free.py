@@ -32,13 +32,13 @@ class RankedPoolSearch(Strategy):
 
     @property
     def done(self) -> bool:
-        return all(self.pool.keys[int(i)] in self.observed for i in self._order[self._next :])
+        return all(self.pool.spellings[int(i)] in self.observed for i in self._order[self._next :])
 
     def _ask(self) -> Arch:
         while self._next < len(self._order):
             i = int(self._order[self._next])
             self._next += 1
-            if self.pool.keys[i] not in self.observed:
+            if self.pool.spellings[i] not in self.observed:
                 return self.pool.archs[i]
         raise StrategyError(f"{self.name} exhausted its pool of {len(self.pool)} architectures")
 

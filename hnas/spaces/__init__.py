@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from hnas.registry import Registry
 from hnas.spaces.base import Arch, SearchSpace, SearchSpaceError
 
-_SPACES = {
-    "nb201": ("hnas.spaces.nb201", "NB201Space"),
-    "nats_sss": ("hnas.spaces.nats_sss", "NATSSizeSpace"),
-    "nafbee": ("hnas.spaces.nafbee", "NAFBeeSpace"),
-}
+#: ``space.name`` -> class
+SPACES: Registry[type[SearchSpace]] = Registry("search space", {
+    "nb201": "hnas.spaces.nb201:NB201Space",
+    "nats_sss": "hnas.spaces.nats_sss:NATSSizeSpace",
+    "nafbee": "hnas.spaces.nafbee:NAFBeeSpace",
+}, SearchSpaceError)
 
 
 def space_names() -> list[str]:
-    return sorted(_SPACES)
+    return SPACES.names()
 
 
-def get_space(name: str, **kwargs) -> SearchSpace:
+def get_space(name: str, **kwargs: Any) -> SearchSpace:
     """Instantiate the space called ``name``; an unknown name lists the valid ones."""
-    import importlib
-
-    if name not in _SPACES:
-        raise SearchSpaceError(f"unknown search space {name!r}; valid: {', '.join(space_names())}")
-    module, cls = _SPACES[name]
-    return getattr(importlib.import_module(module), cls)(**kwargs)
+    return SPACES.get(name)(**kwargs)
 
 
-__all__ = ["Arch", "SearchSpace", "SearchSpaceError", "get_space", "space_names"]
+__all__ = ["SPACES", "Arch", "SearchSpace", "SearchSpaceError", "get_space", "space_names"]

@@ -8,15 +8,19 @@ identifies the *function* the architecture computes (isomorphic spellings share 
 from __future__ import annotations
 
 import abc
-from collections.abc import Hashable, Iterator, Sequence
+import functools
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from torch import nn
 
+from hnas.errors import HNASError
+
 Arch = Hashable
 
 
-class SearchSpaceError(ValueError):
+class SearchSpaceError(HNASError, ValueError):
     """Bad architecture value or string for a space; the message names the value and what is valid."""
 
 
@@ -90,6 +94,10 @@ class SearchSpace(abc.ABC):
     @abc.abstractmethod
     def build(self, arch: Arch, num_classes: int = 10, **kwargs) -> nn.Module:
         """The network for ``arch``."""
+
+    def builder(self, num_classes: int, **build_kwargs: Any) -> Callable[[Arch], nn.Module]:
+        """``arch -> network`` with these build arguments: the model factory scoring and training take."""
+        return functools.partial(self.build, num_classes=num_classes, **build_kwargs)
 
     def coerce(self, arch: Arch | str | int) -> Arch:
         """Accept an Arch, its string form, or (finite spaces) an index."""

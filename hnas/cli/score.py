@@ -1,4 +1,4 @@
-"""``python -m hnas.score``: score a pool of architectures with a list of proxies and correlate with truth.
+"""``hnas score``: score a pool of architectures with a list of proxies and correlate with truth.
 
 Scores go to (and come from) the store, so a re-run computes nothing already there and several processes
 (``pool.shard=i/n``) can fill one store. Writes ``scores.csv``, a PNG per proxy (score vs the ground-truth
@@ -9,7 +9,6 @@ Scores go to (and come from) the store, so a re-run computes nothing already the
 
 from __future__ import annotations
 
-import json
 import logging
 import statistics
 import time
@@ -20,18 +19,24 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
+from hnas.analysis.correlation import rank_correlations
+from hnas.cli import exits_on_user_error
+from hnas.errors import ConfigError
+from hnas.experiment.results import write_json
+from hnas.files import atomic_path, atomic_write_text
+from hnas.spaces import SearchSpaceError
+
 log = logging.getLogger("hnas.score")
 
 
-def fwd_bwd_seconds(space: Any, archs: list[Any], x: Any, y: Any, num_classes: int,
-                    build_kwargs: dict[str, Any]) -> float | None:
+def fwd_bwd_seconds(build: Any, archs: list[Any], x: Any, y: Any) -> float | None:
     """Median wall time of one plain forward+backward (cross-entropy) of the pool's networks on the batch."""
     import torch
 
     times = []
     for arch in archs:
         torch.manual_seed(0)
-        net = space.build(arch, num_classes=num_classes, **build_kwargs)
+        net = build(arch)
         net.train()
         t0 = time.perf_counter()
         torch.nn.functional.cross_entropy(net(x), y).backward()
@@ -39,80 +44,39 @@ def fwd_bwd_seconds(space: Any, archs: list[Any], x: Any, y: Any, num_classes: i
     return statistics.median(times) if times else None
 
 
-def correlations(scores: np.ndarray, truth: np.ndarray, higher_is_better: bool) -> dict[str, Any]:
-    """Spearman and Kendall, signed so that higher = the proxy agrees with accuracy.
-
-    ``spearman``/``kendall``: over the architectures with a finite score only. ``*_failed_last``: every
-    architecture, those whose score failed (nan/inf status) ranked worst — NAS-Bench-Suite-Zero's convention
-    (it maps failed scores to -1e8), so these are the figures comparable with its published correlations.
-    """
-    from scipy import stats
-
-    sign = 1.0 if higher_is_better else -1.0
-    has_truth = np.isfinite(truth)
-    ok = np.isfinite(scores) & has_truth
-    n = int(ok.sum())
-    out: dict[str, Any] = {"spearman": None, "kendall": None, "n": n,
-                           "spearman_failed_last": None, "kendall_failed_last": None}
-    if n >= 3:
-        out["spearman"] = _nan_none(stats.spearmanr(sign * scores[ok], truth[ok]).statistic)
-        out["kendall"] = _nan_none(stats.kendalltau(sign * scores[ok], truth[ok]).statistic)
-    if has_truth.sum() >= 3:
-        ranked = np.where(np.isfinite(scores), sign * scores, -np.inf)[has_truth]
-        ranked = np.where(np.isinf(ranked), np.nanmin(ranked[np.isfinite(ranked)], initial=0.0) - 1.0, ranked)
-        out["spearman_failed_last"] = _nan_none(stats.spearmanr(ranked, truth[has_truth]).statistic)
-        out["kendall_failed_last"] = _nan_none(stats.kendalltau(ranked, truth[has_truth]).statistic)
-    return out
-
-
-def _nan_none(v: float) -> float | None:
-    return None if np.isnan(v) else float(v)
-
-
 def score_pool(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     """The whole command: pool, scores (cached), correlations, CSV, plots, result.json."""
     import pandas as pd
 
-    from hnas.data import build_datamodule
-    from hnas.experiment import ConfigError, _plain, ensure_scores, pool_archs, scoring_settings
-    from hnas.proxies.registry import get_proxy
-    from hnas.run import _atomic_write_text
+    from hnas.experiment.build import Parts
+    from hnas.experiment.scoring import ensure_scores
     from hnas.search import CandidatePool
-    from hnas.spaces import get_space
-    from hnas.store import Store
 
     output_dir = Path(output_dir)
     names = [str(n) for n in cfg.proxies.names]
     if not names:
         raise ConfigError("proxies.names is empty; list the proxies to compute, e.g. proxies.names=[snip,synflow]")
-    space = get_space(cfg.space.name)
-    build_kwargs = dict(_plain(cfg.space.get("build", {})) or {})
-    archs = pool_archs(cfg.pool, space)
-    store = Store(Path(str(cfg.store)).expanduser())
-    d = dict(_plain(cfg.data))
-    dm = build_datamodule(d.pop("name"), **d)
-    settings = scoring_settings(cfg.proxies, int(cfg.seed))
-    proxies = {n: get_proxy(n, **settings["options"].get(n, {})) for n in names}
-    specs = ensure_scores(store, space, archs, names, dm, settings, build_kwargs)
+    parts = Parts(cfg, output_dir)
+    space, archs, store, settings = parts.space, parts.archs, parts.store, parts.scoring
+    proxies = {n: settings.proxy(n) for n in names}
+    truth = None
+    target = cfg.get("target")
+    bench = parts.benchmark if target else None  # checked (file, target column) before the long scoring
+    dm = parts.datamodule
+    specs = ensure_scores(store, space, archs, names, dm, settings, parts.build_kwargs)
     pool = CandidatePool.from_store(store, space, archs, specs)
 
     # per-proxy seconds and failures, straight from the store rows
     canonical = [space.key(a) for a in archs]  # the own cache is keyed by the canonical key
     rows = {n: store.get_scores(space.name, s.proxy, s.version, s.seed, s.batch_fp, s.bn_mode, s.dtype,
-                                arch_keys=canonical) for n, s in zip(names, specs)}
-    truth = None
-    target = cfg.get("target")
+                                arch_ids=canonical) for n, s in zip(names, specs)}
     frame = pd.DataFrame({"arch": [space.format(a) for a in archs]})
-    if hasattr(space, "index"):
-        try:
-            frame.insert(0, "index", [space.index(a) for a in archs])
-        except Exception:  # noqa: BLE001 - spaces without an index just skip the column
-            pass
-    if target and cfg.get("benchmark") and cfg.benchmark.get("name"):
-        from hnas.benchmarks import load_benchmark
-
-        bench = load_benchmark(cfg.benchmark.name, str(cfg.benchmark.path))
-        truth = np.array([bench.value(space.format(a), target) for a in archs], dtype=float)
+    try:
+        frame.insert(0, "index", [space.index(a) for a in archs])
+    except SearchSpaceError:  # a space without official indices (DARTS) just has no index column
+        pass
+    if bench is not None:
+        truth = bench.values([space.format(a) for a in archs], target)
         frame[target] = truth
     out: dict[str, Any] = {"target": target if truth is not None else None, "n_archs": len(archs),
                            "space": space.name, "batch_fingerprint": specs[0].batch_fp if specs else None,
@@ -128,22 +92,22 @@ def score_pool(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
                                  "n_failed": int(sum(1 for r in recs if r is None or not r.ok)),
                                  "higher_is_better": proxies[n].higher_is_better, "source": pool.sources.get(n)}
         if truth is not None:
-            entry.update(correlations(col, truth, proxies[n].higher_is_better))
+            entry.update(rank_correlations(col, truth, proxies[n].higher_is_better))
         out["proxies"][n] = entry
     if cfg.get("reference"):
         compare_reference(out, frame, names, space, archs, Path(str(cfg.reference)))
     n_time = min(int(cfg.get("timing_archs", 10)), len(archs))
     if n_time > 0:
-        b = dm.scoring_batch(settings["n"], settings["seed"], mode=settings["mode"])
-        out["fwd_bwd_median_s"] = fwd_bwd_seconds(space, archs[:n_time], b.x, b.y, dm.num_classes, build_kwargs)
+        b = settings.batch(dm)
+        out["fwd_bwd_median_s"] = fwd_bwd_seconds(space.builder(dm.num_classes, **parts.build_kwargs),
+                                                  archs[:n_time], b.x, b.y)
     output_dir.mkdir(parents=True, exist_ok=True)
-    tmp = output_dir / ".scores.csv.tmp"
-    frame.to_csv(tmp, index=False)
-    tmp.replace(output_dir / "scores.csv")
+    with atomic_path(output_dir / "scores.csv") as tmp:
+        frame.to_csv(tmp, index=False)
     if cfg.get("plots", True) and truth is not None:
         plot_scores(frame, names, target, output_dir)
-    _atomic_write_text(output_dir / "result.json", json.dumps(out, indent=2) + "\n")
-    _atomic_write_text(output_dir / "result.md", markdown_summary(out))
+    write_json(output_dir / "result.json", out)
+    atomic_write_text(output_dir / "result.md", markdown_summary(out))
     for n, e in out["proxies"].items():
         log.info("%-12s spearman=%s kendall=%s n=%d failed=%d median=%.3fs", n, _fmt(e.get("spearman")),
                  _fmt(e.get("kendall")), e["n"], e["n_failed"], e["median_s"] or float("nan"))
@@ -162,7 +126,8 @@ def compare_reference(out: dict[str, Any], frame: Any, names: list[str], space: 
     from hnas.benchmarks.score_tables import SUITE_ZERO_NAMES
 
     if not path.is_file():
-        raise FileNotFoundError(f"reference score table {str(path)!r} does not exist")
+        raise ConfigError(f"reference={str(path)!r}: no such score table (a CSV in the NAS-Bench-Suite-Zero "
+                          "layout: index + one column per proxy)")
     ref = pd.read_csv(path).rename(columns=SUITE_ZERO_NAMES).set_index("index")
     idx = [space.index(a) for a in archs]
     out["reference"] = str(path)
@@ -223,14 +188,8 @@ def plot_scores(frame: Any, names: list[str], target: str, output_dir: Path) -> 
         plt.close(fig)
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="score")
+@hydra.main(version_base="1.3", config_path="../conf", config_name="score")
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    from hnas.cli import reports_user_errors
-
-    reports_user_errors(score_pool)(cfg, Path(HydraConfig.get().runtime.output_dir))
-
-
-if __name__ == "__main__":
-    main()
+    exits_on_user_error(score_pool)(cfg, Path(HydraConfig.get().runtime.output_dir))

@@ -1,7 +1,7 @@
-"""Benchmark: seconds per architecture of a proxy suite vs one plain forward+backward (prints figures).
+"""``hnas bench-proxies``: seconds per architecture of a proxy suite vs one plain forward+backward.
 
-    python -m hnas.bench_proxies          # 20 random NB201 archs, C=16 N=5, batch 64, random data
-    python -m hnas.bench_proxies --images ../shared/data/cifar10/train --n-archs 50
+    hnas bench-proxies          # 20 random NB201 archs, C=16 N=5, batch 64, random data
+    hnas bench-proxies --images ../shared/data/cifar10/train --n-archs 50
 
 For every architecture (a fixed-seed sample of the NB201 space) the real-size network is built, one plain
 forward+backward of the batch is timed, then ``score_network`` with the suite (default: grad_norm, snip,
@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from hnas.cli import exits_on_user_error
+from hnas.data.errors import DataError
 from hnas.proxies.runtime import score_network
 
 SIX = ("grad_norm", "snip", "grasp", "fisher", "synflow", "jacob_cov")
@@ -35,7 +37,7 @@ def load_images(folder: Path, n: int, seed: int) -> tuple[torch.Tensor, torch.Te
 
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
     if not classes:
-        raise ValueError(f"{folder} has no class sub-folders")
+        raise DataError(f"--images {folder} has no class sub-folders (expected <folder>/<class>/*.jpg)")
     files = [(f, c) for c, name in enumerate(classes) for f in sorted((folder / name).iterdir())]
     idx = np.random.default_rng(seed).choice(len(files), size=n, replace=False)
     xs, ys = [], []
@@ -58,8 +60,10 @@ def fwd_bwd_seconds(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float
     return dt
 
 
+@exits_on_user_error
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="hnas bench-proxies", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n-archs", type=int, default=20)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
@@ -139,7 +143,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"median seconds, one call per proxy: {med_sep:.3f} (ratio {med_sep / med_plain:.2f})")
     print(f"failed scores (error/oom)         : {failed}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""``python -m hnas.rbflex_search``: the RBFleX-NAS search protocol (methods.md §6.4), trial by trial.
+"""``hnas rbflex-protocol``: the RBFleX-NAS search protocol (methods.md §6.4), trial by trial.
 
 Each of ``trials`` trials samples ``n_archs`` architectures uniformly without replacement (seed
 ``[seed, trial]``), scores them with the ``rbflex`` proxy (through the store cache: a score shared by two
@@ -14,15 +14,14 @@ written with statistics of the scores they give.
 Spaces without tabular ground truth (the NATS size space here) get the chosen configurations and a note
 that no accuracy is available -- no number is made up.
 
-Configured like ``hnas.run`` (same config tree, ``strategy=rbflex`` implied), e.g.
-``python -m hnas.rbflex_search +experiment=nb201_cifar10 benchmark.path=../shared/data/nb201/nb201.csv``;
+Configured like ``hnas run`` (same config tree, ``strategy=rbflex`` implied), e.g.
+``hnas rbflex-protocol +experiment=nb201_cifar10 benchmark.path=../shared/data/nb201/nb201.csv``;
 protocol sizes in ``strategy.protocol.{trials,n_archs}``, γ options in ``strategy.options``. Writes
 ``rbflex_protocol.json`` and ``rbflex_protocol.md`` (one markdown table row) in the output directory.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import statistics
@@ -36,7 +35,14 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
-from hnas.search.rbflex import GAMMA_MODES, HDAResult, hda_for_scoring
+from hnas.cli import exits_on_user_error
+from hnas.errors import ConfigError
+from hnas.experiment.build import Parts, plain, register_resolvers
+from hnas.experiment.results import write_json
+from hnas.files import atomic_write_text
+from hnas.proxies.cache import score_cached_many
+from hnas.proxies.settings import ScoringSettings
+from hnas.search.rbflex import RBFleXSearch, resolve_gammas
 
 log = logging.getLogger("hnas.rbflex_search")
 
@@ -48,7 +54,7 @@ def trial_archs(space: Any, n_archs: int, trials: int, seed: int) -> list[list[A
     """The architectures of every trial: ``n_archs`` distinct ones, uniform, rng seeded by (seed, trial)."""
     for name, v in (("n_archs", n_archs), ("trials", trials)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"rbflex protocol {name} must be a positive integer, got {v!r}")
+            raise ConfigError(f"strategy.protocol.{name} must be a positive integer, got {v!r}")
     return [space.sample_many(int(n_archs), np.random.default_rng([int(seed), t])) for t in range(int(trials))]
 
 
@@ -56,7 +62,7 @@ def rbflex_protocol(
     space: Any,
     datamodule: Any,
     store: Any,
-    settings: dict[str, Any],
+    settings: ScoringSettings,
     build_kwargs: dict[str, Any] | None = None,
     n_archs: int = 1000,
     trials: int = 10,
@@ -73,37 +79,21 @@ def rbflex_protocol(
 ) -> dict[str, Any]:
     """Run the multi-trial protocol; returns the result dict (also what ``main`` writes).
 
-    ``settings`` is ``hnas.experiment.scoring_settings(cfg.proxies, seed)`` (scoring batch, init seed, BN
-    mode, dtype, proxy options). ``benchmark`` None (or no ``test_metrics``): no accuracies, a note instead.
+    ``settings``: how scores are computed (scoring batch, init seed, BN mode, dtype, proxy options).
+    ``benchmark`` None (or no ``test_metrics``): no accuracies, a note instead.
     """
-    import torch
-
-    from hnas.proxies.cache import score_cached_many
-    from hnas.proxies.registry import get_proxy
-
-    if gammas not in GAMMA_MODES:
-        raise ValueError(f"rbflex gammas={gammas!r} is not one of: {', '.join(GAMMA_MODES)}")
     build_kwargs = dict(build_kwargs or {})
     test_metrics = list(test_metrics) if benchmark is not None else []
     if target is not None and test_metrics and target not in test_metrics:
-        raise ValueError(f"target {target!r} is not among the test metrics {test_metrics}")
+        raise ConfigError(f"target {target!r} is not among the test metrics {test_metrics}")
     target = target or (test_metrics[0] if test_metrics else None)
     per_trial = trial_archs(space, n_archs, trials, seed)
 
     t0 = time.perf_counter()
-    rb_opts = dict(settings["options"].get("rbflex", {}))
-    hda: HDAResult | None = None
-    if gammas == "hda":
-        hda = hda_for_scoring(space, datamodule, settings, build_kwargs, None, n_gamma=n_gamma, seed=seed,
-                              positive_only=positive_only)
-        rb_opts.update(gamma_k=hda.gamma_k, gamma_q=hda.gamma_q)
-    elif gamma_k is not None or gamma_q is not None:
-        if gamma_k is None or gamma_q is None:
-            raise ValueError(f"give both gamma_k and gamma_q or neither, got {gamma_k!r}, {gamma_q!r}")
-        rb_opts.update(gamma_k=float(gamma_k), gamma_q=float(gamma_q))
-    proxy = get_proxy("rbflex", **rb_opts)
-    dtype = getattr(torch, settings["dtype"]) if settings.get("dtype") else None
-    batch = datamodule.scoring_batch(settings["n"], settings["seed"], mode=settings["mode"])
+    settings, hda_result = resolve_gammas(space, datamodule, settings, build_kwargs, gammas=gammas, gamma_k=gamma_k,
+                                   gamma_q=gamma_q, n_gamma=n_gamma, seed=seed, positive_only=positive_only)
+    proxy = settings.proxy("rbflex")
+    batch = settings.batch(datamodule)
     num_classes = datamodule.num_classes
 
     # every distinct architecture once (by canonical key: the cache's identity), then per-trial argmax
@@ -113,12 +103,9 @@ def rbflex_protocol(
             unique.setdefault(space.key(a), a)
     keys = list(unique)
 
-    def factory(arch: Any) -> torch.nn.Module:
-        return space.build(arch, num_classes=num_classes, **build_kwargs)
-
-    scored = score_cached_many(store, space, [unique[k] for k in keys], factory, [proxy], batch,
-                               seed=int(settings["init_seed"]), bn_mode=settings.get("bn_mode"), dtype=dtype,
-                               num_classes=num_classes, progress=progress)
+    scored = score_cached_many(store, space, [unique[k] for k in keys], space.builder(num_classes, **build_kwargs),
+                               [proxy], batch, seed=settings.init_seed, bn_mode=settings.bn_mode,
+                               dtype=settings.torch_dtype, num_classes=num_classes, progress=progress)
     by_key = {k: s["rbflex"] for k, s in zip(keys, scored)}
     wall_s = time.perf_counter() - t0
 
@@ -131,7 +118,7 @@ def rbflex_protocol(
         row: dict[str, Any] = {
             "trial": t, "arch": arch_str, "rbflex": float(vals[best_i]),
             "n_failed": int(sum(not r.ok for r in recs)),
-            "search_s": float(sum(r.seconds for r in recs)) + (hda.seconds if hda else 0.0),
+            "search_s": float(sum(r.seconds for r in recs)) + (hda_result.seconds if hda_result else 0.0),
         }
         if test_metrics:
             row["test"] = {m: float(benchmark.value(arch_str, m)) for m in test_metrics}
@@ -144,7 +131,7 @@ def rbflex_protocol(
         "protocol": "rbflex", "space": space.name, "data": getattr(datamodule, "name", None),
         "n_archs": int(n_archs), "trials": int(trials), "seed": int(seed),
         "gammas": {"mode": gammas, "gamma_k": proxy.options["gamma_k"], "gamma_q": proxy.options["gamma_q"],
-                   "hda": hda.as_dict() if hda else None},
+                   "hda": hda_result.as_dict() if hda_result else None},
         "scores": {"n_distinct": len(keys), "n_ok": len(ok_vals), "n_failed": len(keys) - len(ok_vals),
                    "min": min(ok_vals) if ok_vals else None,
                    "median": statistics.median(ok_vals) if ok_vals else None,
@@ -182,50 +169,29 @@ def markdown_row(result: dict[str, Any]) -> str:
 
 def run_protocol(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     """The command for a composed ``run`` config with ``strategy=rbflex``: protocol, JSON and markdown."""
-    from hnas.data import build_datamodule
-    from hnas.experiment import ConfigError, _plain, scoring_settings
-    from hnas.run import _atomic_write_text
-    from hnas.search.rbflex import RBFleXSearch
-    from hnas.spaces import get_space
-    from hnas.store import Store
-
     if cfg.strategy.name != "rbflex":
-        raise ConfigError(f"hnas.rbflex_search needs strategy=rbflex, got strategy={cfg.strategy.name!r}")
-    opts = {**RBFleXSearch.defaults, **(_plain(cfg.strategy.get("options", {})) or {})}
-    proto = _plain(cfg.strategy.get("protocol", {})) or {}
-    space = get_space(cfg.space.name)
-    d = dict(_plain(cfg.data))
-    dm = build_datamodule(d.pop("name"), **d)
-    bench, metrics = None, []
-    if cfg.get("benchmark") and cfg.benchmark.get("name"):
-        from hnas.benchmarks import load_benchmark
-
-        bench = load_benchmark(cfg.benchmark.name, str(cfg.benchmark.path))
+        raise ConfigError(f"hnas rbflex-protocol needs strategy=rbflex, got strategy={cfg.strategy.name!r}")
+    parts = Parts(cfg, output_dir)
+    opts = {**RBFleXSearch.defaults, **(plain(cfg.strategy.get("options", {})) or {})}
+    proto = plain(cfg.strategy.get("protocol", {})) or {}
+    bench, metrics = parts.benchmark, []
+    if bench is not None:
         ev = cfg.get("evaluator") or {}
         wanted = list(ev.get("test_metrics", [])) if ev.get("kind") == "benchmark" else list(NB201_TEST_METRICS)
         metrics = [m for m in wanted if m in set(bench.metrics())]
     result = rbflex_protocol(
-        space, dm, Store(Path(str(cfg.store)).expanduser()), scoring_settings(cfg.proxies, int(cfg.seed)),
-        dict(_plain(cfg.space.get("build", {})) or {}), n_archs=int(proto.get("n_archs", 1000)),
-        trials=int(proto.get("trials", 10)), seed=int(cfg.seed), gammas=str(opts["gammas"]),
-        gamma_k=opts["gamma_k"], gamma_q=opts["gamma_q"], n_gamma=int(opts["n_gamma"]),
+        parts.space, parts.datamodule, parts.store, parts.scoring, parts.build_kwargs,
+        n_archs=proto.get("n_archs", 1000), trials=proto.get("trials", 10), seed=parts.seed,
+        gammas=str(opts["gammas"]), gamma_k=opts["gamma_k"], gamma_q=opts["gamma_q"], n_gamma=int(opts["n_gamma"]),
         positive_only=bool(opts["positive_only"]), benchmark=bench, test_metrics=metrics,
         target=cfg.get("target") if metrics else None,
     )
     result["experiment"] = str(cfg.name)
     out = Path(output_dir)
-    _atomic_write_text(out / "rbflex_protocol.json", json.dumps(result, indent=2, default=float) + "\n")
-    _atomic_write_text(out / "rbflex_protocol.md", MD_HEADER + "\n|" + "---|" * 7 + "\n" + markdown_row(result)
-                       + "\n")
+    write_json(out / "rbflex_protocol.json", result)
+    atomic_write_text(out / "rbflex_protocol.md", MD_HEADER + "\n|" + "---|" * 7 + "\n" + markdown_row(result) + "\n")
     log.info("%s\n%s", MD_HEADER, markdown_row(result))
     return result
-
-
-@hydra.main(version_base="1.3", config_path="conf", config_name="run")
-def main(cfg: DictConfig) -> None:
-    from hydra.core.hydra_config import HydraConfig
-
-    run_protocol(cfg, HydraConfig.get().runtime.output_dir)
 
 
 def with_rbflex_strategy(argv: list[str]) -> list[str]:
@@ -235,6 +201,15 @@ def with_rbflex_strategy(argv: list[str]) -> list[str]:
     return [argv[0], "strategy=rbflex", *argv[1:]]
 
 
-if __name__ == "__main__":
+@hydra.main(version_base="1.3", config_path="../conf", config_name="run")
+def _hydra_main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    exits_on_user_error(run_protocol)(cfg, HydraConfig.get().runtime.output_dir)
+
+
+def main() -> None:
+    """``hnas rbflex-protocol [overrides]`` (``strategy=rbflex`` implied)."""
+    register_resolvers()
     sys.argv = with_rbflex_strategy(sys.argv)
-    main()
+    _hydra_main()

@@ -38,6 +38,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from hnas.errors import HNASError
+from hnas.files import atomic_path
 from hnas.nn.nb201_net import nb201_channels
 from hnas.nn.supernet import NB201Supernet, sample_path
 from hnas.proxies.result import ProxyScore
@@ -52,7 +54,7 @@ ZICO_CHUNKS = 4
 CHECKPOINT_VERSION = 1
 
 
-class WarmupError(ValueError):
+class WarmupError(HNASError, ValueError):
     """A bad warm-up setting (fraction, steps, batch size); the message names the value and what is valid."""
 
 
@@ -173,18 +175,13 @@ def warmup_datamodule(datamodule: Any, count: int, batch_size: int) -> Any:
     if count > train:
         raise WarmupError(f"warm-up needs {count} images but the train part of {datamodule.name} has {train} "
                           f"(valid_fraction={datamodule.valid_fraction}); lower warmup.fraction")
-    dm = copy.copy(datamodule)
-    dm.train_subset = int(count)
-    dm.batch_size = int(batch_size)
-    dm._train_idx = dm._valid_idx = dm._fit_idx = None  # re-split with the subset (same split_seed)
-    dm.setup("fit")
-    return dm
+    return datamodule.with_train_subset(count, batch_size)
 
 
 def data_fingerprint(dm: Any) -> str:
     """16 hex digits over the dataset name, the chosen warm-up images and labels, normalisation and
     augmentation: a different subset (seed, fraction, data files) gives a different checkpoint."""
-    idx = dm._fit_idx
+    idx = dm.fit_indices
     d = dm.data
     h = hashlib.sha256()
     head = {"name": dm.name, "n": len(idx), "mean": list(dm.mean), "std": list(dm.std), "augment": dm.augment,
@@ -269,12 +266,10 @@ def warm_up_supernet(
         torch.manual_seed(cfg.seed)
         L.Trainer(**_trainer_args(trainer, steps)).fit(module, datamodule=dm)
     net = module.supernet.cpu()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     meta = {"version": CHECKPOINT_VERSION, "space": space, "cfg": asdict(cfg), "steps": steps, "images": count,
             "num_classes": num_classes}
-    torch.save({"state_dict": net.state_dict(), "meta": json.dumps(meta)}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": net.state_dict(), "meta": json.dumps(meta)}, tmp)
     return WarmedSupernet(net, cfg, path, steps, True)
 
 

@@ -1,8 +1,8 @@
-"""Aggregate result.json files into a markdown table and a trajectory plot.
+"""Aggregate result.json files into a markdown table and a trajectory plot (the ``hnas report`` command).
 
-``python -m hnas.report DIR... [--out results.md] [--plot trajectory.png]``
-
-Every ``result.json`` under the given directories (searched recursively) is one run:
+Every search ``result.json`` under the given directories (searched recursively) is one run; other result.json
+files (``hnas score`` writes one too) are skipped, and a run found twice (under outputs/ and multirun/, say)
+counts once, by its run id:
 ``{"experiment", "space", "strategy", "seed", "best": {"arch", "value", "test": {metric: acc}},
 "n_evaluations", "search_cost_s", "wall_s", "history": [{"arch", "value", "cost_s"[, "test"]}]}``.
 Runs are grouped by (experiment, strategy); the table gives mean ± std over seeds (population std, as the
@@ -14,7 +14,6 @@ test accuracies, otherwise the observed value itself).
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -25,12 +24,15 @@ from typing import Any
 
 import numpy as np
 
+from hnas.errors import HNASError
+from hnas.files import atomic_write_text
+
 log = logging.getLogger(__name__)
 
 REQUIRED = ("strategy", "best", "history")
 
 
-class ReportError(ValueError):
+class ReportError(HNASError, ValueError):
     """No result files, or a result file without the fields a report needs."""
 
 
@@ -50,22 +52,44 @@ def find_results(dirs: Sequence[str | Path]) -> list[Path]:
     return out
 
 
+def _check_cost(p: Path, where: str, v: Any) -> None:
+    if v is None:
+        return
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+        raise ReportError(f"{p}: {where} is {v!r}; a cost must be a finite number of seconds >= 0")
+
+
 def load_results(paths: Sequence[Path]) -> list[dict[str, Any]]:
-    runs = []
+    """The search results among ``paths``, one per run id (the most recently written wins)."""
+    by_run: dict[str, dict[str, Any]] = {}
+    skipped = 0
     for p in paths:
         try:
             r = json.loads(p.read_text())
         except json.JSONDecodeError as e:
             raise ReportError(f"{p} is not valid JSON: {e}") from e
+        if not isinstance(r, dict) or "strategy" not in r:
+            skipped += 1  # e.g. the result.json of `hnas score`: not a search run
+            continue
         missing = [k for k in REQUIRED if k not in r]
         if missing:
-            raise ReportError(f"{p} lacks field(s) {missing}; a result.json needs {list(REQUIRED)}")
+            raise ReportError(f"{p} lacks field(s) {missing}; a search result.json needs {list(REQUIRED)}")
+        _check_cost(p, "search_cost_s", r.get("search_cost_s"))
+        for i, h in enumerate(r["history"]):
+            _check_cost(p, f"history[{i}].cost_s", h.get("cost_s"))
         r["_path"] = str(p)
-        runs.append(r)
-    return runs
+        run_id = str(r.get("run_id") or p)
+        old = by_run.get(run_id)
+        if old is None or p.stat().st_mtime >= Path(old["_path"]).stat().st_mtime:
+            by_run[run_id] = r
+    if skipped:
+        log.info("skipped %d result.json file(s) that are not search results", skipped)
+    if not by_run:
+        raise ReportError(f"no search result.json among the {len(paths)} result.json file(s) found")
+    return list(by_run.values())
 
 
-def _mean_std(xs: list[float]) -> str:
+def _mean_std(xs: list[float | None]) -> str:
     a = np.array([x for x in xs if x is not None and not math.isnan(x)], dtype=np.float64)
     if a.size == 0:
         return "–"
@@ -101,7 +125,7 @@ def markdown_table(runs: list[dict[str, Any]]) -> str:
         cells.append(_mean_std([(r["best"].get("test") or {}).get(target, math.nan) for r in rs]))
         optima = [((r.get("pool") or {}).get("optimum") or {}).get(target) for r in rs]
         cells.append(f"{optima[0]:.2f}" if optima and optima[0] is not None else "–")
-        cells.append(_mean_std([r["best"].get("value", math.nan) for r in rs]))
+        cells.append(_mean_std([r["best"].get("value") for r in rs]))
         cells.append(f"{np.mean([float(r.get('n_evaluations', len(r['history']))) for r in rs]):.1f}")
         t0 = [(r.get("strategy_info") or {}).get("T0") for r in rs]
         cells.append(f"{np.mean([x for x in t0 if x is not None]):.1f}" if any(x is not None for x in t0) else "–")
@@ -117,7 +141,7 @@ def incumbent_curve(history: list[dict[str, Any]], metric: str | None) -> np.nda
     for h in history:
         v = h.get("value")
         v = -math.inf if v is None or math.isnan(v) else float(v)
-        if v > best_v or math.isnan(best_y):
+        if v > best_v or (math.isnan(best_y) and v > -math.inf):
             best_v = v
             best_y = float((h.get("test") or {}).get(metric, math.nan)) if metric else v
         out.append(best_y)
@@ -130,6 +154,7 @@ def plot_trajectories(runs: list[dict[str, Any]], path: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     groups = group_runs(runs)
     experiments = sorted({e for e, _ in groups})
@@ -155,6 +180,7 @@ def plot_trajectories(runs: list[dict[str, Any]], path: str | Path) -> Path:
             ax.plot(x, mu, label=f"{strat} (n={len(rs)})")
             ax.fill_between(x, mu - sd, mu + sd, alpha=0.15)
         ax.set_title(exp)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("number of queries")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
@@ -168,17 +194,18 @@ def plot_trajectories(runs: list[dict[str, Any]], path: str | Path) -> Path:
 
 
 def _plot_metric(rs: list[dict[str, Any]]) -> str | None:
-    """The test metric to plot: the first one present in every history entry of these runs, else None."""
-    names = sorted({m for r in rs for m in (r["best"].get("test") or {})})
-    for m in names:
-        if all(all(m in (h.get("test") or {}) for h in r["history"]) for r in rs):
-            return m
+    """The test metric to plot: the runs' target (``_target``) when every history entry has it, else None
+    (the observed value is plotted then)."""
+    m = _target(rs[0])
+    if m and all(all(m in (h.get("test") or {}) for h in r["history"]) for r in rs):
+        return m
     return None
 
 
 def build_report(
     dirs: Sequence[str | Path], out: str | Path | None = None, plot: str | Path | None = None
 ) -> str:
+    """The markdown table of every search run under ``dirs`` (written to ``out`` when given) and the plot."""
     runs = load_results(find_results(dirs))
     text = f"# Search results ({len(runs)} runs)\n\n" + markdown_table(runs)
     if out is not None:
@@ -188,29 +215,5 @@ def build_report(
         p = plot_trajectories(runs, plot)
         text += f"\n![best-so-far vs queries]({p.name})\n"
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
+        atomic_write_text(out, text)
     return text
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m hnas.report", description=__doc__.split("\n")[0])
-    ap.add_argument("dirs", nargs="+", help="directories searched recursively for result.json")
-    ap.add_argument("--out", default=None, help="write the markdown here (plot beside it as .png)")
-    ap.add_argument("--plot", default=None, help="PNG path of the trajectory plot")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        text = build_report(args.dirs, args.out, args.plot)
-    except ReportError as e:
-        ap.exit(2, f"error: {e}\n")
-    if args.out is None:
-        import sys
-
-        sys.stdout.write(text)
-    else:
-        log.info("wrote %s", args.out)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,111 @@
+"""TrainingEvaluator: answers by training — a Lightning warm-up of a CandidateModule, then its held-out
+validation accuracy.
+
+``budget`` holds any of ``max_steps``, ``max_epochs``, ``max_time`` (seconds); ``trainer`` holds extra
+``lightning.Trainer`` arguments (accelerator, devices, strategy, precision, ...). Under a multi-process
+strategy use ``ddp_spawn`` so the search loop itself runs once, in this process; validation is then run in
+this process on the weights the spawned ranks hand back. A warm-up whose loss diverges returns a NaN value
+(recorded in the trial log with the reason, never chosen as the best).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from hnas.errors import ConfigError
+from hnas.evaluators.base import BuildContext, Evaluator, Observation
+
+BUDGET_KEYS = ("max_steps", "max_epochs", "max_time")
+
+
+class TrainingEvaluator(Evaluator):
+    def __init__(
+        self,
+        space: Any,
+        datamodule: Any,
+        budget: dict[str, Any] | None = None,
+        trainer: dict[str, Any] | None = None,
+        candidate: dict[str, Any] | None = None,
+        seed: int = 0,
+        limit_val_batches: int | float | None = None,
+        default_root_dir: str | None = None,
+    ) -> None:
+        budget = dict(budget or {"max_steps": 100})
+        unknown = sorted(set(budget) - set(BUDGET_KEYS))
+        if unknown:
+            raise ConfigError(f"unknown warm-up budget key(s) {unknown}; valid: {', '.join(BUDGET_KEYS)}")
+        for k, v in budget.items():
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0):
+                raise ConfigError(f"evaluator.budget.{k}={v!r} must be a number > 0 (or null)")
+        if not any(v is not None for v in budget.values()):
+            raise ConfigError("the warm-up budget needs one of evaluator.budget.max_steps, max_epochs, max_time")
+        lvb = limit_val_batches
+        if lvb is not None and (isinstance(lvb, bool) or not isinstance(lvb, (int, float)) or not lvb > 0):
+            raise ConfigError(f"evaluator.limit_val_batches={lvb!r} must be > 0 (a count or a fraction) or null")
+        self.space, self.datamodule, self.budget = space, datamodule, budget
+        self.trainer_kwargs = dict(trainer or {})
+        self.candidate_kwargs = dict(candidate or {})
+        self.seed = seed
+        self.limit_val_batches = limit_val_batches
+        self.default_root_dir = default_root_dir
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any], ctx: BuildContext) -> TrainingEvaluator:
+        cfg = dict(cfg)
+        unknown = sorted(set(cfg) - {"budget", "candidate", "limit_val_batches"})
+        if unknown:
+            raise ConfigError(f"evaluator (train) has no option(s) {unknown}; valid: budget, candidate, "
+                              "limit_val_batches")
+        cand = dict(cfg.get("candidate") or {})
+        cand.setdefault("build_kwargs", dict(ctx.build_kwargs))
+        return cls(ctx.space, ctx.datamodule, budget=cfg.get("budget"), trainer=ctx.trainer, candidate=cand,
+                   seed=ctx.seed, limit_val_batches=cfg.get("limit_val_batches"),
+                   default_root_dir=str(ctx.output_dir))
+
+    def _trainer_args(self) -> dict[str, Any]:
+        args: dict[str, Any] = {
+            "logger": False, "enable_checkpointing": False, "enable_model_summary": False,
+            "num_sanity_val_steps": 0, "limit_val_batches": 0, "enable_progress_bar": False,
+            "max_epochs": -1, "default_root_dir": self.default_root_dir,
+        }
+        b = self.budget
+        if b.get("max_steps") is not None:
+            args["max_steps"] = int(b["max_steps"])
+        if b.get("max_epochs") is not None:
+            args["max_epochs"] = int(b["max_epochs"])
+        if b.get("max_time") is not None:
+            args["max_time"] = {"seconds": float(b["max_time"])}
+        args.update(self.trainer_kwargs)
+        return args
+
+    def evaluate(self, arch: Any) -> Observation:
+        import lightning as L
+
+        from hnas.training.candidate import CandidateModule
+
+        arch = self.space.coerce(arch)
+        L.seed_everything(self.seed, workers=True, verbose=False)
+        module = CandidateModule(self.space, arch, num_classes=self.datamodule.num_classes, seed=self.seed,
+                                 **self.candidate_kwargs)
+        t0 = time.perf_counter()
+        trainer = L.Trainer(**self._trainer_args())
+        trainer.fit(module, datamodule=self.datamodule)
+        train_s = time.perf_counter() - t0
+        train_loss = trainer.callback_metrics.get("train/loss_epoch", trainer.callback_metrics.get("train/loss"))
+        val_trainer = L.Trainer(
+            accelerator=self.trainer_kwargs.get("accelerator", "auto"), devices=1, logger=False,
+            enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
+            limit_val_batches=self.limit_val_batches if self.limit_val_batches is not None else 1.0,
+        )
+        metrics = val_trainer.validate(module, datamodule=self.datamodule, verbose=False)[0]
+        wall = time.perf_counter() - t0
+        loss = None if train_loss is None else float(train_loss)
+        value = 100.0 * float(metrics["val/acc"])
+        info: dict[str, Any] = {"source": "training", "train_s": train_s, "val_loss": float(metrics["val/loss"]),
+                                "steps": int(trainer.global_step), "train_loss": loss}
+        if loss is not None and not math.isfinite(loss):
+            info["note"] = f"the warm-up diverged (train loss {loss}); no validation accuracy"
+            value = math.nan
+        return Observation(value, wall, info)
