@@ -9,7 +9,7 @@ PIP := $(VENV)/bin/pip
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test test-all lint clean install install-dev paper-table own-table
+.PHONY: run test test-all lint clean install install-dev paper-table own-scores own-table
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 run: $(VENV)/.installed
-	$(PY) -m hnas.run +experiment=cifar10 $(ARGS)
+	$(PY) -m hnas run +experiment=cifar10 $(ARGS)
 
 test: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check hnas tests
@@ -48,24 +48,30 @@ NB201 := benchmark.path=$(SHARED)/nb201/nb201.csv
 paper-table: $(VENV)/.installed
 	for ds in cifar10 cifar100 imagenet16; do zc=$$( [ $$ds = imagenet16 ] && echo imagenet16 || echo cifar10 ); \
 	  for st in robot rea random; do \
-	  $(PY) -m hnas.run -m +experiment=nb201_$$ds strategy=$$st seed=$(SEEDS) $(NB201) logger=none \
+	  $(PY) -m hnas run -m +experiment=nb201_$$ds strategy=$$st seed=$(SEEDS) $(NB201) logger=none \
 	    proxies=suite_zero_$$zc proxies.import_path=$(SHARED)/nb201/suite_zero_$$zc.csv \
 	    pool=table pool.path=$(SHARED)/nb201/suite_zero_$$zc.csv hydra.sweep.dir=results/paper/nb201_$$ds \
 	    || exit 1; done; done
-	$(PY) -m hnas.report results/paper --out results/paper/table.md --plot results/paper/trajectory.png
+	$(PY) -m hnas report results/paper --out results/paper/table.md --plot results/paper/trajectory.png
 
 # Every strategy on the 1,000-arch pool (pool.seed=0) with the proxy library's own CIFAR-10 scores (one fixed
 # 64-image batch of the CIFAR-10 training split, as HNAS/RoBoT use CIFAR-10 metrics for every target), T = 20.
-# Needs the scores in the store first: python -m hnas.score ... pool.size=1000 pool.seed=0 (see docs/results.md).
+# own-scores computes the pool's scores first (cached in the store: instant once done).
 OWN_POOL := pool.size=1000 pool.seed=0 data=imagefolder data.root=$(SHARED)/cifar10
+OWN_PROXIES := [grad_norm,snip,grasp,fisher,synflow,jacob_cov,naswot,params,flops,ntk_trace,ntk_cond]
 TF_PROXY ?= synflow
-own-table: $(VENV)/.installed
+own-scores: $(VENV)/.installed
+	@echo "own-scores: scoring the 1,000-architecture pool with $(OWN_PROXIES) (40-60 min on 2 CPU cores the"
+	@echo "            first time; scores already in the store are not computed again)"
+	$(PY) -m hnas score $(OWN_POOL) proxies.names=$(OWN_PROXIES) $(NB201)
+
+own-table: own-scores
 	for ds in cifar10 cifar100 imagenet16; do \
 	  for st in robot hnas rea random training_free; do \
 	  extra=$$( [ $$st = training_free ] && echo strategy.options.proxy=$(TF_PROXY) ); \
-	  $(PY) -m hnas.run -m +experiment=nb201_$$ds strategy=$$st $$extra seed=$(SEEDS) $(NB201) logger=none \
+	  $(PY) -m hnas run -m +experiment=nb201_$$ds strategy=$$st $$extra seed=$(SEEDS) $(NB201) logger=none \
 	    $(OWN_POOL) hydra.sweep.dir=results/own/nb201_$$ds || exit 1; done; done
-	$(PY) -m hnas.report results/own --out results/own/table.md --plot results/own/trajectory.png
+	$(PY) -m hnas report results/own --out results/own/table.md --plot results/own/trajectory.png
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

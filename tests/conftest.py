@@ -16,9 +16,17 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 
+#: CI sets this: there the real data must be present, and a test that needs it fails instead of skipping
+REQUIRE_SHARED_DATA = os.environ.get("HNAS_REQUIRE_SHARED_DATA") == "1"
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """../shared/data (real NB201 tables, CIFAR-10 folders); skip when a fresh clone has none."""
+    """../shared/data (real NB201 tables, CIFAR-10 folders); skip when a fresh clone has none (fail under CI,
+    HNAS_REQUIRE_SHARED_DATA=1)."""
     if not (SHARED_DATA / "nb201" / "nb201.csv").is_file():
-        pytest.skip(f"real data not found at {SHARED_DATA} (set HNAS_SHARED_DATA or place ../shared/data)")
+        message = f"real data not found at {SHARED_DATA} (set HNAS_SHARED_DATA or place ../shared/data)"
+        if REQUIRE_SHARED_DATA:
+            pytest.fail(message + "; HNAS_REQUIRE_SHARED_DATA=1 requires it")
+        pytest.skip(message)
     return SHARED_DATA

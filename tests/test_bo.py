@@ -189,3 +189,50 @@ def test_bayesopt_is_deterministic_and_optimises():
 def test_legacy_rng_matches_randomstate():
     g, r = legacy_rng(19), np.random.RandomState(19)
     assert np.array_equal(g.uniform(-1, 1, size=(4, 3)), r.uniform(-1, 1, size=(4, 3)))
+
+
+def test_make_acquisition_routes_each_name_and_its_parameters():
+    """Each name reaches its own formula with its own parameter: 'pi'/'poi' -> PI (with xi), 'ei' -> EI (with
+    xi), 'ucb' -> UCB (with kappa); checked against the closed forms on a fitted GP's posterior."""
+    gp = GP(rng=np.random.default_rng(0))
+    gp.fit(np.array([[0.0], [0.5], [1.0]]), np.array([1.0, 3.0, 2.0]))
+    x = torch.tensor([[0.25], [0.8]], dtype=torch.float64)
+    mean, std = gp.posterior(x)
+    y_max = 3.0
+    pi = make_acquisition("pi", gp, y_max, xi=0.3)(x)
+    assert torch.allclose(pi, probability_of_improvement(mean, std, y_max, xi=0.3))
+    assert torch.allclose(make_acquisition("poi", gp, y_max, xi=0.3)(x), pi)
+    assert not torch.allclose(pi, probability_of_improvement(mean, std, y_max, xi=0.0))  # xi reached it
+    assert not torch.allclose(pi, ucb(mean, std))
+    ei = make_acquisition("ei", gp, y_max, xi=0.3)(x)
+    assert torch.allclose(ei, expected_improvement(mean, std, y_max, xi=0.3))
+    assert not torch.allclose(ei, expected_improvement(mean, std, y_max, xi=0.0))
+    assert torch.allclose(make_acquisition("ucb", gp, y_max, kappa=0.7)(x), mean + 0.7 * std)
+
+
+def test_bayesopt_passes_xi_to_its_acquisition():
+    """Two BayesOpt runs differing only in xi propose different points once the GP drives the search."""
+    def proposals(xi: float) -> list[list[float]]:
+        bo = BayesOpt([[-2.0, 2.0]], acquisition="ei", xi=xi, rng=3, n_warmup=300, n_starts=2)
+        out = []
+        for _ in range(6):
+            x = bo.ask()
+            bo.tell(x, float(-np.sum((x - 0.5) ** 2)))
+            out.append(x.tolist())
+        return out
+
+    a, b = proposals(0.0), proposals(5.0)
+    assert a[0] == b[0] and a != b  # the random first point is the same, the GP's suggestions are not
+
+
+def test_bayesopt_tells_a_non_finite_target_as_the_worst_observed_value():
+    bo = BayesOpt([[0.0, 1.0]], rng=0, n_warmup=50, n_starts=1)
+    for x, y in (([0.1], 4.0), ([0.5], 2.0), ([0.9], float("nan")), ([0.7], float("inf"))):
+        bo.probe(x)
+        bo.tell(bo.ask(), y)
+    assert bo.y == [4.0, 2.0, 2.0, 2.0] and all(np.isfinite(bo.y))
+    assert bo.lookup([0.9]) == 2.0
+    fresh = BayesOpt([[0.0, 1.0]], rng=0)
+    fresh.probe([0.2])
+    fresh.tell(fresh.ask(), float("-inf"))
+    assert fresh.y == [0.0]

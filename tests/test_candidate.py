@@ -129,3 +129,42 @@ def test_best_cell_warms_up_past_35_percent_on_cifar10(shared_data):
     obs = ev.evaluate(6111)
     print(f"\n6111 after 300 steps: val acc {obs.value:.2f} % on {40 * 64} images, {obs.cost_s:.0f} s")
     assert obs.value > 35.0
+
+
+class RankRecorder(L.Callback):
+    """Each training process writes its pid, rank and final-weight digest to a file of its own."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        import json
+        import os
+
+        from hnas.evaluators.training import weights_digest
+
+        with open(os.path.join(self.folder, f"rank{trainer.global_rank}.json"), "w") as f:
+            json.dump({"pid": os.getpid(), "rank": trainer.global_rank, "weights": weights_digest(pl_module),
+                       "parameters": weights_digest(pl_module, parameters_only=True)}, f)
+
+
+def test_ddp_spawn_warm_up_runs_two_processes_and_returns_their_trained_weights(tmp_path):
+    """trainer=ddp_sim's path: 2 spawned CPU processes (gloo) train; the weights validated in this process are
+    the ones both ranks ended with (and not the initial ones)."""
+    import json
+    import os
+
+    dm = build_datamodule("synthetic", num_train=64, num_test=16, batch_size=8, augment=False)
+    trainer = {"accelerator": "cpu", "devices": 2, "strategy": "ddp_spawn", "callbacks": [RankRecorder(str(tmp_path))]}
+    ev = TrainingEvaluator(get_space("nb201"), dm, budget={"max_steps": 2}, trainer=trainer,
+                           candidate={"build_kwargs": TINY}, limit_val_batches=2)
+    obs = ev.evaluate(CELL)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert len({r["pid"] for r in ranks} | {os.getpid()}) == 3  # two spawned processes, neither is this one
+    assert ranks[0]["parameters"] == ranks[1]["parameters"]  # one synchronised model
+    assert ranks[0]["weights"] == obs.info["weights"]  # rank 0's trained state is what this process validated
+    assert obs.info["steps"] == 2
+    from hnas.evaluators.training import weights_digest
+
+    untrained = CandidateModule(get_space("nb201"), CELL, num_classes=dm.num_classes, seed=0, build_kwargs=TINY)
+    assert weights_digest(untrained) != obs.info["weights"] and obs.info["world_size"] == 2

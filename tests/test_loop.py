@@ -298,3 +298,59 @@ def test_same_process_can_rerun_a_run_and_release_its_lease(tmp_path):
     run_search(make("rea"), CountingEvaluator(), store, "twice", 4)
     run_search(make("rea"), CountingEvaluator(), store, "twice", 4)
     assert store.conn.execute("SELECT COUNT(*) FROM leases").fetchone()[0] == 0
+
+
+def _result(exp: str, target: str, seed: int, values: list[float], run_id: str | None = None) -> dict:
+    tests = {"cifar10_test": 90.0, "cifar100_test": 70.0, "imagenet16_test": 45.0}
+    hist = [{"arch": f"a{i}", "value": v, "cost_s": 1.0, "test": {k: t + i for k, t in tests.items()}}
+            for i, v in enumerate(values)]
+    best = max(hist, key=lambda h: h["value"])
+    return {"experiment": exp, "strategy": "robot", "seed": seed, "target": target, "run_id": run_id or f"{exp}-{seed}",
+            "best": {"arch": best["arch"], "value": best["value"], "test": best["test"]}, "history": hist,
+            "n_evaluations": len(hist), "search_cost_s": float(len(hist)), "wall_s": 1.0}
+
+
+def test_each_report_panel_plots_its_own_target_with_integer_query_ticks(tmp_path):
+    """cifar100_test sorts before cifar10_test: the CIFAR-10 and ImageNet16 panels must still show their own."""
+    from hnas.analysis.report import load_results, trajectory_curves
+
+    for exp, target in (("nb201_cifar10", "cifar10_test"), ("nb201_cifar100", "cifar100_test"),
+                        ("nb201_imagenet16", "imagenet16_test")):
+        d = tmp_path / exp
+        d.mkdir()
+        (d / "result.json").write_text(json.dumps(_result(exp, target, 0, [70.0, 80.0, 75.0])))
+    runs = load_results(sorted(tmp_path.rglob("result.json")))
+    panels = trajectory_curves(runs)
+    assert {e: p["metric"] for e, p in panels.items()} == {
+        "nb201_cifar10": "cifar10_test", "nb201_cifar100": "cifar100_test", "nb201_imagenet16": "imagenet16_test"}
+    # incumbent after queries 1..3: a0, a1, a1 -> its target test accuracy
+    assert panels["nb201_cifar10"]["curves"]["robot"]["mean"].tolist() == [90.0, 91.0, 91.0]
+    assert panels["nb201_imagenet16"]["curves"]["robot"]["mean"].tolist() == [45.0, 46.0, 46.0]
+
+
+def test_report_skips_non_search_results_dedups_run_ids_and_rejects_bad_costs(tmp_path):
+    from hnas.analysis.report import ReportError, build_report
+
+    out = tmp_path / "outputs" / "x" / "result.json"
+    out.parent.mkdir(parents=True)
+    out.write_text(json.dumps(_result("nb201_cifar10", "cifar10_test", 0, [70.0, 80.0], run_id="r0")))
+    multi = tmp_path / "multirun" / "x" / "result.json"  # the same run found again under multirun/
+    multi.parent.mkdir(parents=True)
+    multi.write_text(out.read_text())
+    score = tmp_path / "outputs" / "score" / "result.json"  # hnas score's result: not a search
+    score.parent.mkdir(parents=True)
+    score.write_text(json.dumps({"target": "cifar10_test", "n_archs": 5, "proxies": {}}))
+    text = build_report([tmp_path])
+    assert "| nb201_cifar10 | robot | 1 |" in text and text.startswith("# Search results (1 runs)")
+    bad = _result("nb201_cifar10", "cifar10_test", 1, [70.0], run_id="r1")
+    bad["history"][0]["cost_s"] = -3.0
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "result.json").write_text(json.dumps(bad))
+    with pytest.raises(ReportError, match=r"bad/result.json: history\[0\].cost_s is -3.0; a cost must be a finite"):
+        build_report([tmp_path])
+    bad["history"][0]["cost_s"] = 1.0
+    bad["search_cost_s"] = None
+    bad["search_cost_s"] = float("nan")
+    (tmp_path / "bad" / "result.json").write_text(json.dumps(bad))  # bare NaN, as an old writer left it
+    with pytest.raises(ReportError, match=r"search_cost_s is nan; a cost must be a finite number"):
+        build_report([tmp_path])

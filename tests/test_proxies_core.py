@@ -17,14 +17,6 @@ from torch import nn
 from hnas.proxies import registry
 from hnas.proxies.runtime import score_network
 
-MY_MODULES = [
-    "hnas.proxies.gradient",
-    "hnas.proxies.synflow",
-    "hnas.proxies.jacobian",
-    "hnas.proxies.naswot",
-    "hnas.proxies.baseline",
-]
-
 D = torch.float64
 W1 = torch.tensor([[1.0, -1.0, 0.5], [0.5, 1.0, -1.0]], dtype=D)
 B1 = torch.tensor([0.1, -0.2], dtype=D)
@@ -35,11 +27,6 @@ Y = torch.tensor([0, 1])
 K = 1e-5
 
 
-@pytest.fixture(autouse=True)
-def my_proxy_modules(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Only this helper's proxy modules (the others land separately); load_all imports exactly these."""
-    monkeypatch.setattr(registry, "PROXY_MODULES", list(MY_MODULES))
-    monkeypatch.setattr(registry, "_LOADED", False)
 
 
 def mlp() -> nn.Module:
@@ -183,7 +170,8 @@ def test_registry_metadata_and_unknown_name() -> None:
 
 
 def test_load_all_names_a_missing_module(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(registry, "PROXY_MODULES", [*MY_MODULES, "hnas.proxies.does_not_exist"])
+    monkeypatch.setattr(registry, "PROXY_MODULES", [*registry.PROXY_MODULES, "hnas.proxies.does_not_exist"])
+    monkeypatch.setattr(registry, "_LOADED", False)
     with pytest.raises(
         registry.ProxyError, match="'hnas.proxies.does_not_exist' is listed .* does not exist"
     ):

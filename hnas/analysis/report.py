@@ -148,41 +148,47 @@ def incumbent_curve(history: list[dict[str, Any]], metric: str | None) -> np.nda
     return np.array(out, dtype=np.float64)
 
 
+def trajectory_curves(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """What the trajectory plot shows: per experiment, the plotted metric (its target, or None = the observed
+    value) and per strategy the mean and std over seeds of the incumbent's value after each query."""
+    out: dict[str, dict[str, Any]] = {}
+    for (exp, strat), rs in group_runs(runs).items():
+        metric = _plot_metric(rs)
+        panel = out.setdefault(exp, {"metric": metric, "curves": {}})
+        if metric != panel["metric"]:
+            panel["metric"] = None  # strategies disagree: fall back to the observed value for all
+        curves = [incumbent_curve(r["history"], metric) for r in rs]
+        n = max(len(c) for c in curves)
+        m = np.full((len(curves), n), np.nan)
+        for i, c in enumerate(curves):
+            m[i, : len(c)] = c
+            if len(c) < n and len(c):
+                m[i, len(c) :] = c[-1]
+        with np.errstate(invalid="ignore"):
+            panel["curves"][strat] = {"mean": np.nanmean(m, 0), "std": np.nanstd(m, 0), "n": len(rs)}
+    return out
+
+
 def plot_trajectories(runs: list[dict[str, Any]], path: str | Path) -> Path:
-    """PNG of mean best-so-far test accuracy (± std band) vs number of queries, one line per group."""
+    """PNG of mean best-so-far test accuracy (± std band) vs number of queries: one panel per experiment,
+    showing that experiment's own target metric, one line per strategy."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    groups = group_runs(runs)
-    experiments = sorted({e for e, _ in groups})
-    fig, axes = plt.subplots(1, len(experiments), figsize=(5.5 * len(experiments), 4), squeeze=False)
-    for ax, exp in zip(axes[0], experiments):
-        ylabel = "best observed value"
-        for (e, strat), rs in groups.items():
-            if e != exp:
-                continue
-            metric = _plot_metric(rs)
-            if metric:
-                ylabel = f"test accuracy ({metric}) of incumbent"
-            curves = [incumbent_curve(r["history"], metric) for r in rs]
-            n = max(len(c) for c in curves)
-            m = np.full((len(curves), n), np.nan)
-            for i, c in enumerate(curves):
-                m[i, : len(c)] = c
-                if len(c) < n and len(c):
-                    m[i, len(c) :] = c[-1]
-            x = np.arange(1, n + 1)
-            with np.errstate(invalid="ignore"):
-                mu, sd = np.nanmean(m, 0), np.nanstd(m, 0)
-            ax.plot(x, mu, label=f"{strat} (n={len(rs)})")
-            ax.fill_between(x, mu - sd, mu + sd, alpha=0.15)
+    panels = trajectory_curves(runs)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    for ax, (exp, panel) in zip(axes[0], sorted(panels.items())):
+        for strat, c in panel["curves"].items():
+            x = np.arange(1, len(c["mean"]) + 1)
+            ax.plot(x, c["mean"], label=f"{strat} (n={c['n']})")
+            ax.fill_between(x, c["mean"] - c["std"], c["mean"] + c["std"], alpha=0.15)
         ax.set_title(exp)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("number of queries")
-        ax.set_ylabel(ylabel)
+        ax.set_ylabel(f"test accuracy ({panel['metric']}) of incumbent" if panel["metric"] else "best observed value")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()

@@ -20,6 +20,27 @@ from hnas.evaluators.base import BuildContext, Evaluator, Observation
 BUDGET_KEYS = ("max_steps", "max_epochs", "max_time")
 
 
+def weights_digest(module: Any, parameters_only: bool = False) -> str:
+    """16 hex digits over the module's parameters and buffers: which weights were validated (and, under
+    ``ddp_spawn``, proof that the trained weights came back from the spawned ranks). DDP keeps parameters
+    equal on every rank but BatchNorm statistics are each rank's own: ``parameters_only`` compares ranks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    items = module.named_parameters() if parameters_only else module.state_dict().items()
+    for name, t in sorted(items):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def steps_done(trainer: Any) -> int:
+    """Optimizer steps of the fit: the trainer's own count, or (``ddp_spawn``: the launching process's trainer
+    never stepped) the count rank 0 logged, which Lightning hands back with the metrics."""
+    logged = trainer.callback_metrics.get("train/steps")
+    return int(logged) if trainer.global_step == 0 and logged is not None else int(trainer.global_step)
+
+
 class TrainingEvaluator(Evaluator):
     def __init__(
         self,
@@ -93,6 +114,7 @@ class TrainingEvaluator(Evaluator):
         trainer = L.Trainer(**self._trainer_args())
         trainer.fit(module, datamodule=self.datamodule)
         train_s = time.perf_counter() - t0
+        trained = weights_digest(module)
         train_loss = trainer.callback_metrics.get("train/loss_epoch", trainer.callback_metrics.get("train/loss"))
         val_trainer = L.Trainer(
             accelerator=self.trainer_kwargs.get("accelerator", "auto"), devices=1, logger=False,
@@ -104,7 +126,8 @@ class TrainingEvaluator(Evaluator):
         loss = None if train_loss is None else float(train_loss)
         value = 100.0 * float(metrics["val/acc"])
         info: dict[str, Any] = {"source": "training", "train_s": train_s, "val_loss": float(metrics["val/loss"]),
-                                "steps": int(trainer.global_step), "train_loss": loss}
+                                "steps": steps_done(trainer), "train_loss": loss,
+                                "world_size": int(trainer.world_size), "weights": trained}
         if loss is not None and not math.isfinite(loss):
             info["note"] = f"the warm-up diverged (train loss {loss}); no validation accuracy"
             value = math.nan

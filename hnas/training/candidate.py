@@ -113,6 +113,7 @@ class CandidateModule(L.LightningModule):
         return loss
 
     def training_step(self, batch, batch_idx):  # noqa: D102
+        self.log("train/steps", float(self.global_step + 1), on_step=True, on_epoch=False, batch_size=1)
         return self._step(batch, "train")
 
     def validation_step(self, batch, batch_idx):  # noqa: D102
