@@ -8,6 +8,7 @@ _SPACES = {
     "nb201": ("hnas.spaces.nb201", "NB201Space"),
     "nats_sss": ("hnas.spaces.nats_sss", "NATSSizeSpace"),
     "nafbee": ("hnas.spaces.nafbee", "NAFBeeSpace"),
+    "darts": ("hnas.spaces.darts", "DARTSSpace"),
 }
 
 
