@@ -155,27 +155,38 @@ def genotype_from_alpha(alpha: np.ndarray) -> DARTSGenotype:
     return DARTSGenotype(cells[0], CONCAT, cells[1], CONCAT)
 
 
+_ORDERS = tuple(itertools.permutations(range(NUM_NODES)))
+
+
 @functools.lru_cache(maxsize=65536)
 def _canonical_cell(cell: Cell) -> Cell:
-    """The least relabeling of the cell's nodes (inputs before their node), each node's pairs sorted."""
-    nodes = [cell[2 * n : 2 * n + 2] for n in range(NUM_NODES)]
+    """The least relabeling of the cell's nodes (inputs before their node), each node's pairs sorted.
+
+    An ordering lists the original nodes by their new label; it is valid when every node comes after the
+    nodes it reads. Representation: per new node the sorted (input, op index) pairs; the least one wins.
+    """
+    pairs = [[(src, _OP_INDEX[op]) for op, src in cell[2 * n : 2 * n + 2]] for n in range(NUM_NODES)]
+    reads = [{src - 2 for src, _ in node if src >= 2} for node in pairs]
     best: tuple | None = None
-    for perm in itertools.permutations(CONCAT):
-        relabel = {0: 0, 1: 1, **dict(zip(CONCAT, perm))}
-        new: list[tuple] = [()] * NUM_NODES
+    for order in _ORDERS:
+        label = {0: 0, 1: 1}
         valid = True
-        for n, node in enumerate(nodes):
-            target = relabel[2 + n]
-            pairs = tuple(sorted((relabel[src], _OP_INDEX[op]) for op, src in node))
-            if any(src >= target for src, _ in pairs):
+        for t, n in enumerate(order):
+            if any(m + 2 not in label for m in reads[n]):
                 valid = False
                 break
-            new[target - 2] = pairs
-        if valid:
-            rep = tuple(new)
-            if best is None or rep < best:
-                best = rep
-    assert best is not None  # the identity relabeling is always valid
+            label[n + 2] = t + 2
+        if not valid:
+            continue
+        rep = []
+        for n in order:
+            (s0, o0), (s1, o1) = pairs[n]
+            a, b = (label[s0], o0), (label[s1], o1)
+            rep.append((a, b) if a <= b else (b, a))
+        rep_t = tuple(rep)
+        if best is None or rep_t < best:
+            best = rep_t
+    assert best is not None  # the identity order is always valid
     return tuple((DARTS_OPS[op], src) for node in best for src, op in node)
 
 
