@@ -5,12 +5,24 @@ modules so proxies can hook them, return logits from ``forward``, expose the pre
 ``forward_pre_gap`` and name their last layer ``classifier``.
 """
 
+from hnas.nn.darts_net import AuxiliaryHead, DARTSCell, DARTSNetwork, count_darts_parameters
+from hnas.nn.darts_ops import DARTS_OPS, DARTS_PRIMITIVES, DilConv, SepConv, darts_op, drop_path
 from hnas.nn.nats_net import NATS_SSS_CELL, nats_size_network
 from hnas.nn.nb201_net import EDGES, NB201Cell, NB201Network, nb201_channels
 from hnas.nn.ops import OP_NAMES, OPS, FactorizedReduce, Pooling, ReLUConvBN, ResNetBasicBlock, Zero
 from hnas.nn.vgg import VGG, VGG19_CFG
 
 __all__ = [
+    "DARTS_OPS",
+    "DARTS_PRIMITIVES",
+    "AuxiliaryHead",
+    "DARTSCell",
+    "DARTSNetwork",
+    "DilConv",
+    "SepConv",
+    "count_darts_parameters",
+    "darts_op",
+    "drop_path",
     "EDGES",
     "NATS_SSS_CELL",
     "OPS",

@@ -12,6 +12,7 @@ SPACES: Registry[type[SearchSpace]] = Registry("search space", {
     "nb201": "hnas.spaces.nb201:NB201Space",
     "nats_sss": "hnas.spaces.nats_sss:NATSSizeSpace",
     "nafbee": "hnas.spaces.nafbee:NAFBeeSpace",
+    "darts": "hnas.spaces.darts:DARTSSpace",
 }, SearchSpaceError)
 
 
