@@ -138,7 +138,9 @@ class Parts:
 
     @functools.cached_property
     def space(self) -> SearchSpace:
-        return get_space(str(self.cfg.space.name))
+        """The search space; keys of the ``space`` group other than ``name``/``build`` are its options."""
+        options = {k: v for k, v in (plain(self.cfg.space) or {}).items() if k not in ("name", "build")}
+        return get_space(str(self.cfg.space.name), **options)
 
     @functools.cached_property
     def build_kwargs(self) -> dict[str, Any]:

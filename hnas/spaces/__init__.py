@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from hnas.registry import Registry
@@ -21,8 +22,14 @@ def space_names() -> list[str]:
 
 
 def get_space(name: str, **kwargs: Any) -> SearchSpace:
-    """Instantiate the space called ``name``; an unknown name lists the valid ones."""
-    return SPACES.get(name)(**kwargs)
+    """Instantiate the space called ``name`` with its options; an unknown name or option lists the valid ones."""
+    cls = SPACES.get(name)
+    valid = [p for p in inspect.signature(cls).parameters if p != "self"]
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise SearchSpaceError(f"space {name!r} has no option(s) {unknown}; valid: {', '.join(valid) or 'none'} "
+                               "(network sizes go under space.build)")
+    return cls(**kwargs)
 
 
 __all__ = ["SPACES", "Arch", "SearchSpace", "SearchSpaceError", "get_space", "space_names"]
