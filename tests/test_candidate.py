@@ -36,9 +36,9 @@ def test_candidate_builds_from_string_or_index_and_reinit_is_deterministic():
 
 
 def test_candidate_rejects_bad_init_and_classes():
-    with pytest.raises(ValueError, match="unknown init scheme 'foo'; valid: default"):
+    with pytest.raises(ConfigError, match="unknown init scheme 'foo'; valid: default"):
         CandidateModule("nb201", 0, init="foo", build_kwargs=TINY)
-    with pytest.raises(ValueError, match="num_classes must be >= 2"):
+    with pytest.raises(ConfigError, match="num_classes must be >= 2"):
         CandidateModule("nb201", 0, num_classes=1, build_kwargs=TINY)
 
 

@@ -52,6 +52,7 @@ class TrainingEvaluator(Evaluator):
         seed: int = 0,
         limit_val_batches: int | float | None = None,
         default_root_dir: str | None = None,
+        gradient_clip_val: float | None = None,
     ) -> None:
         budget = dict(budget or {"max_steps": 100})
         unknown = sorted(set(budget) - set(BUDGET_KEYS))
@@ -62,6 +63,10 @@ class TrainingEvaluator(Evaluator):
                 raise ConfigError(f"evaluator.budget.{k}={v!r} must be a number > 0 (or null)")
         if not any(v is not None for v in budget.values()):
             raise ConfigError("the warm-up budget needs one of evaluator.budget.max_steps, max_epochs, max_time")
+        gcv = gradient_clip_val
+        if gcv is not None and (isinstance(gcv, bool) or not isinstance(gcv, (int, float)) or not gcv > 0):
+            raise ConfigError(f"evaluator.gradient_clip_val={gcv!r} must be a number > 0 (or null: no clipping)")
+        self.gradient_clip_val = gcv
         lvb = limit_val_batches
         if lvb is not None and (isinstance(lvb, bool) or not isinstance(lvb, (int, float)) or not lvb > 0):
             raise ConfigError(f"evaluator.limit_val_batches={lvb!r} must be > 0 (a count or a fraction) or null")
@@ -75,15 +80,15 @@ class TrainingEvaluator(Evaluator):
     @classmethod
     def from_config(cls, cfg: dict[str, Any], ctx: BuildContext) -> TrainingEvaluator:
         cfg = dict(cfg)
-        unknown = sorted(set(cfg) - {"budget", "candidate", "limit_val_batches"})
+        unknown = sorted(set(cfg) - {"budget", "candidate", "limit_val_batches", "gradient_clip_val"})
         if unknown:
             raise ConfigError(f"evaluator (train) has no option(s) {unknown}; valid: budget, candidate, "
-                              "limit_val_batches")
+                              "limit_val_batches, gradient_clip_val")
         cand = dict(cfg.get("candidate") or {})
         cand.setdefault("build_kwargs", dict(ctx.build_kwargs))
         return cls(ctx.space, ctx.datamodule, budget=cfg.get("budget"), trainer=ctx.trainer, candidate=cand,
                    seed=ctx.seed, limit_val_batches=cfg.get("limit_val_batches"),
-                   default_root_dir=str(ctx.output_dir))
+                   default_root_dir=str(ctx.output_dir), gradient_clip_val=cfg.get("gradient_clip_val"))
 
     def _trainer_args(self) -> dict[str, Any]:
         args: dict[str, Any] = {
@@ -98,6 +103,8 @@ class TrainingEvaluator(Evaluator):
             args["max_epochs"] = int(b["max_epochs"])
         if b.get("max_time") is not None:
             args["max_time"] = {"seconds": float(b["max_time"])}
+        if self.gradient_clip_val is not None:
+            args["gradient_clip_val"] = float(self.gradient_clip_val)
         args.update(self.trainer_kwargs)
         return args
 

@@ -8,7 +8,8 @@ where M is a gradient-based metric (NTK trace by default) and kappa the NTK cond
 objective call draws ``n_sample`` more architectures (with replacement) into a growing sampled set, queries
 the argmin of the score among sampled-but-unqueried architectures, and returns its observed value. The
 initial design is ``n0 = min(floor(T*0.25), 10)`` lazily probed points t = linspace(0, 1, n0) at the middle
-of the c range; then EI-guided suggestions (methods.md §3.4).
+of the c range; then EI-guided suggestions (methods.md §3.4). The DARTS version (§3.5) takes the argmin over
+the whole unqueried pool (``n_sample=None``), UCB, c in [-4, 1], scale 1e2 and a failed kappa as 1e5.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ class HNAS(Strategy):
         "init_c": None,  # None: the middle of c_bounds (-2 for NB201, as the reference code)
         "init_portion": 0.25,
         "max_init": 10,
-        "n_sample": 2000,
+        "n_sample": 2000,  # architectures drawn into the candidate set per step; None: the whole pool (DARTS)
+        "cond_nan": None,  # kappa of a failed condition number: None = never chosen; 1e5 = the DARTS code's value
         "acquisition": "ei",
         "kappa": 2.576,
         "xi": 0.0,
@@ -62,10 +64,13 @@ class HNAS(Strategy):
         if o["metric"] not in METRICS:
             raise StrategyError(f"hnas metric {o['metric']!r} is not one of {', '.join(METRICS)}")
         self.pool.require([o["metric"], o["cond"]], who="strategy 'hnas'")
-        if o["n_sample"] < 1:
-            raise StrategyError(f"hnas n_sample must be >= 1, got {o['n_sample']}")
+        if o["n_sample"] is not None and (not isinstance(o["n_sample"], int) or o["n_sample"] < 1):
+            raise StrategyError("hnas n_sample must be an integer >= 1 or None (the whole pool), "
+                                f"got {o['n_sample']!r}")
         self.m = self.pool.scores[o["metric"]]
         self.kappa = self.pool.scores[o["cond"]]
+        if o["cond_nan"] is not None:
+            self.kappa = np.where(np.isnan(self.kappa), float(o["cond_nan"]), self.kappa)
         self.sample_rng = np.random.default_rng(np.random.SeedSequence(self.seed).spawn(1)[0])
         # BO point = (c, t): bayes_opt sorts the reference's names (target_coeff, target_metric)
         self.bo = BayesOpt(
@@ -101,8 +106,11 @@ class HNAS(Strategy):
             self.bo.probe(self.bo.random_point())
             x = self.bo.ask()
         c, t = float(x[0]), float(x[1])
-        draws = self.sample_rng.integers(len(self.pool), size=int(self.options["n_sample"]))
-        self.sampled[draws] = True
+        if self.options["n_sample"] is None:
+            self.sampled[:] = True
+        else:
+            draws = self.sample_rng.integers(len(self.pool), size=int(self.options["n_sample"]))
+            self.sampled[draws] = True
         cand = np.flatnonzero(self.sampled & ~self.queried)
         if cand.size == 0:
             cand = np.flatnonzero(~self.queried)
