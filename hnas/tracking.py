@@ -49,6 +49,12 @@ class Tracker(Protocol):
     def log_summary(self, d: dict[str, Any]) -> None:
         """Run-level results (best architecture, totals); merged over calls."""
 
+    def log_image(self, name: str, path: str | os.PathLike[str]) -> None:
+        """A figure of the run (trajectory, proxy scatter) already written to ``path``."""
+
+    def log_artifact(self, name: str, path: str | os.PathLike[str], kind: str) -> None:
+        """A file of the run (the best architecture's result.json, trained weights) as a versioned artifact."""
+
     def finish(self, exit_code: int = 0) -> None:
         """Close the run; idempotent."""
 
@@ -78,6 +84,12 @@ class NullTracker:
         pass
 
     def log_summary(self, d: dict[str, Any]) -> None:
+        pass
+
+    def log_image(self, name: str, path: str | os.PathLike[str]) -> None:
+        pass
+
+    def log_artifact(self, name: str, path: str | os.PathLike[str], kind: str) -> None:
         pass
 
     def finish(self, exit_code: int = 0) -> None:
@@ -135,6 +147,13 @@ class CSVTracker:
     def log_summary(self, d: dict[str, Any]) -> None:
         self._summary.update(d)
         self._write_summary()
+
+    def log_image(self, name: str, path: str | os.PathLike[str]) -> None:
+        """The figure is already a file of the run's folder; the summary names it."""
+        self.log_summary({f"image/{name}": str(path)})
+
+    def log_artifact(self, name: str, path: str | os.PathLike[str], kind: str) -> None:
+        self.log_summary({f"artifact/{name}": str(path)})
 
     def _write_summary(self, exit_code: int | None = None) -> None:
         out = dict(self._summary)
@@ -210,6 +229,15 @@ class WandbTracker:
     def log_summary(self, d: dict[str, Any]) -> None:
         for k, v in d.items():
             self.run.summary[k] = v if _scalar(v) or isinstance(v, (str, bool)) or v is None else _cell(v)
+
+    def log_image(self, name: str, path: str | os.PathLike[str]) -> None:
+        self.run.log({f"images/{name}": self._wandb.Image(str(path))})
+
+    def log_artifact(self, name: str, path: str | os.PathLike[str], kind: str) -> None:
+        """Logged under ``name`` (W&B keeps versions: ``name:latest``); ``hnas train from_artifact=`` reads it."""
+        art = self._wandb.Artifact(name, type=kind)
+        art.add_file(str(path))
+        self.run.log_artifact(art)
 
     def _table(self) -> Any:
         rows = [self._rows[k] for k in sorted(self._rows)]

@@ -65,6 +65,10 @@ class Evaluator(abc.ABC):
         """Ground-truth test metrics of ``arch`` for the final report (None: this evaluator has none)."""
         return None
 
+    def reference_of(self, arch: Any) -> dict[str, float] | None:
+        """Benchmark-table accuracies of ``arch`` shown beside a real-training observation (None: none)."""
+        return None
+
     def pool_optimum(self, archs: Sequence[Any], metrics: Sequence[str]) -> dict[str, float] | None:
         """Best value of each test metric over ``archs``: what a perfect search of the pool reaches."""
         return None

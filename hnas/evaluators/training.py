@@ -5,7 +5,9 @@ validation accuracy.
 ``lightning.Trainer`` arguments (accelerator, devices, strategy, precision, ...). Under a multi-process
 strategy use ``ddp_spawn`` so the search loop itself runs once, in this process; validation is then run in
 this process on the weights the spawned ranks hand back. A warm-up whose loss diverges returns a NaN value
-(recorded in the trial log with the reason, never chosen as the best).
+(recorded in the trial log with the reason, never chosen as the best). With a benchmark table (``reference``),
+every observation also carries the table's test accuracies of the architecture as ``info['reference']``: a
+reference for the reader of how good the architecture that real training chose is, never used by the search.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class TrainingEvaluator(Evaluator):
         limit_val_batches: int | float | None = None,
         default_root_dir: str | None = None,
         gradient_clip_val: float | None = None,
+        reference: Any = None,
+        reference_metrics: list[str] | None = None,
     ) -> None:
         budget = dict(budget or {"max_steps": 100})
         unknown = sorted(set(budget) - set(BUDGET_KEYS))
@@ -67,6 +71,14 @@ class TrainingEvaluator(Evaluator):
         if gcv is not None and (isinstance(gcv, bool) or not isinstance(gcv, (int, float)) or not gcv > 0):
             raise ConfigError(f"evaluator.gradient_clip_val={gcv!r} must be a number > 0 (or null: no clipping)")
         self.gradient_clip_val = gcv
+        self.reference = reference
+        self.reference_metrics = list(reference_metrics or [])
+        if reference is not None:
+            valid = list(reference.metrics())
+            bad = [m for m in self.reference_metrics if m not in valid]
+            if bad:
+                raise ConfigError(f"evaluator.reference_metrics {bad} are not columns of the benchmark table "
+                                  f"{reference.path}; valid: {', '.join(valid)}")
         lvb = limit_val_batches
         if lvb is not None and (isinstance(lvb, bool) or not isinstance(lvb, (int, float)) or not lvb > 0):
             raise ConfigError(f"evaluator.limit_val_batches={lvb!r} must be > 0 (a count or a fraction) or null")
@@ -80,21 +92,46 @@ class TrainingEvaluator(Evaluator):
     @classmethod
     def from_config(cls, cfg: dict[str, Any], ctx: BuildContext) -> TrainingEvaluator:
         cfg = dict(cfg)
-        unknown = sorted(set(cfg) - {"budget", "candidate", "limit_val_batches", "gradient_clip_val"})
+        unknown = sorted(set(cfg) - {"budget", "candidate", "limit_val_batches", "gradient_clip_val",
+                                     "reference_metrics"})
         if unknown:
             raise ConfigError(f"evaluator (train) has no option(s) {unknown}; valid: budget, candidate, "
-                              "limit_val_batches, gradient_clip_val")
+                              "limit_val_batches, gradient_clip_val, reference_metrics")
         cand = dict(cfg.get("candidate") or {})
         cand.setdefault("build_kwargs", dict(ctx.build_kwargs))
         return cls(ctx.space, ctx.datamodule, budget=cfg.get("budget"), trainer=ctx.trainer, candidate=cand,
                    seed=ctx.seed, limit_val_batches=cfg.get("limit_val_batches"),
-                   default_root_dir=str(ctx.output_dir), gradient_clip_val=cfg.get("gradient_clip_val"))
+                   default_root_dir=str(ctx.output_dir), gradient_clip_val=cfg.get("gradient_clip_val"),
+                   reference=ctx.benchmark, reference_metrics=cfg.get("reference_metrics"))
+
+    def reference_of(self, arch: Any) -> dict[str, float] | None:
+        """The benchmark table's test accuracies of ``arch``: a reference for the reader, never used by the search."""
+        if self.reference is None or not self.reference_metrics:
+            return None
+        row = self.reference.lookup(self.space.format(self.space.coerce(arch)))
+        return {m: float(row[m]) for m in self.reference_metrics}
+
+    def pool_optimum(self, archs: Any, metrics: Any) -> dict[str, float] | None:
+        """With a reference table: the best reference value of each metric over the pool."""
+        if self.reference is None:
+            return None
+        import numpy as np
+
+        spellings = [self.space.format(self.space.coerce(a)) for a in archs]
+        return {m: float(np.nanmax(self.reference.values(spellings, m))) for m in metrics}
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"reference": self.reference.fingerprint} if self.reference is not None else {}
 
     def _trainer_args(self) -> dict[str, Any]:
+        from hnas.training.progress import EpochLine, on_terminal
+
+        bar = on_terminal()
         args: dict[str, Any] = {
             "logger": False, "enable_checkpointing": False, "enable_model_summary": False,
-            "num_sanity_val_steps": 0, "limit_val_batches": 0, "enable_progress_bar": False,
+            "num_sanity_val_steps": 0, "limit_val_batches": 0, "enable_progress_bar": bar,
             "max_epochs": -1, "default_root_dir": self.default_root_dir,
+            "callbacks": [] if bar else [EpochLine()],
         }
         b = self.budget
         if b.get("max_steps") is not None:
@@ -105,14 +142,18 @@ class TrainingEvaluator(Evaluator):
             args["max_time"] = {"seconds": float(b["max_time"])}
         if self.gradient_clip_val is not None:
             args["gradient_clip_val"] = float(self.gradient_clip_val)
-        args.update(self.trainer_kwargs)
+        extra = dict(self.trainer_kwargs)
+        args["callbacks"] = [*args["callbacks"], *extra.pop("callbacks", [])]
+        args.update(extra)
         return args
 
     def evaluate(self, arch: Any) -> Observation:
         import lightning as L
 
         from hnas.training.candidate import CandidateModule
+        from hnas.training.progress import on_terminal, quiet_lightning
 
+        quiet_lightning()
         arch = self.space.coerce(arch)
         L.seed_everything(self.seed, workers=True, verbose=False)
         module = CandidateModule(self.space, arch, num_classes=self.datamodule.num_classes, seed=self.seed,
@@ -125,7 +166,7 @@ class TrainingEvaluator(Evaluator):
         train_loss = trainer.callback_metrics.get("train/loss_epoch", trainer.callback_metrics.get("train/loss"))
         val_trainer = L.Trainer(
             accelerator=self.trainer_kwargs.get("accelerator", "auto"), devices=1, logger=False,
-            enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
+            enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=on_terminal(),
             limit_val_batches=self.limit_val_batches if self.limit_val_batches is not None else 1.0,
         )
         metrics = val_trainer.validate(module, datamodule=self.datamodule, verbose=False)[0]
@@ -138,4 +179,7 @@ class TrainingEvaluator(Evaluator):
         if loss is not None and not math.isfinite(loss):
             info["note"] = f"the warm-up diverged (train loss {loss}); no validation accuracy"
             value = math.nan
+        reference = self.reference_of(arch)
+        if reference is not None:
+            info["reference"] = reference
         return Observation(value, wall, info)

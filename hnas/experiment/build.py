@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from hnas.evaluators import EVALUATORS, Evaluator
 from hnas.proxies.settings import ScoringSettings
 from hnas.spaces import SearchSpace, get_space
 from hnas.store import Store
+
+log = logging.getLogger(__name__)
 
 #: config groups whose content decides what a run's trial log means (hashed into the run id)
 RUN_ID_GROUPS = ("space", "pool", "proxies", "strategy", "evaluator", "benchmark")
@@ -62,10 +65,33 @@ def run_dir_name(cfg: DictConfig) -> str:
     return f"seed{cfg.seed}-{config_hash(cfg)}"
 
 
+PROFILES = ("auto", "gpu", "cpu")
+
+
+def hardware_profile(name: str) -> str:
+    """``gpu`` or ``cpu``: ``auto`` is ``gpu`` when CUDA is present."""
+    if name not in PROFILES:
+        raise ConfigError(f"profile={name!r} is not one of: {', '.join(PROFILES)}")
+    if name == "auto":
+        import torch
+
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def by_profile(gpu: Any, cpu: Any, *, _root_: DictConfig) -> Any:
+    """``${hnas_profile:GPU_VALUE,CPU_VALUE}``: the value of the config's hardware ``profile``. A key set on the
+    command line replaces the interpolation, so an explicit setting always wins."""
+    return gpu if hardware_profile(str(_root_.get("profile", "auto"))) == "gpu" else cpu
+
+
 def register_resolvers() -> None:
-    """``${hnas_run_dir:}`` in Hydra's output paths: ``run_dir_name`` of the whole config."""
+    """``${hnas_run_dir:}`` in Hydra's output paths (``run_dir_name`` of the whole config) and
+    ``${hnas_profile:GPU,CPU}`` for experiments sized by the hardware."""
     if not OmegaConf.has_resolver("hnas_run_dir"):
         OmegaConf.register_new_resolver("hnas_run_dir", lambda *, _root_: run_dir_name(_root_))
+    if not OmegaConf.has_resolver("hnas_profile"):
+        OmegaConf.register_new_resolver("hnas_profile", by_profile)
 
 
 def pool_archs(cfg_pool: Any, space: SearchSpace) -> list[Any]:
@@ -162,6 +188,10 @@ class Parts:
             return None
         from hnas.benchmarks import load_benchmark
 
+        if b.get("optional") and not Path(str(b.path)).is_file():  # e.g. the main job's reference table
+            log.info("no benchmark table at %s: the run has no table reference (set benchmark.path to add one)",
+                     b.path)
+            return None
         table = load_benchmark(str(b.name), str(b.path))
         target = self.cfg.get("target")
         if target and target not in table.metrics():

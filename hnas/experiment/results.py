@@ -68,3 +68,32 @@ def plot_trajectory(result: dict[str, Any], path: str | Path) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_proxy_scatter(result: dict[str, Any], pool: Any, path: str | Path) -> bool:
+    """One panel per proxy of the pool: the proxy score of every queried architecture against its observed value
+    (how well each proxy predicted what the search measured). Returns False (nothing drawn) without proxies or
+    finite observations."""
+    names = list(pool.scores)
+    rows = [(pool.index_of.get(h["arch"]), h.get("value")) for h in result["history"]]
+    rows = [(i, float(v)) for i, v in rows if i is not None and v is not None and np.isfinite(float(v))]
+    if not names or not rows:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    idx = np.array([i for i, _ in rows])
+    vals = np.array([v for _, v in rows])
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.0), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        ax.scatter(pool.scores[name][idx], vals, s=12)
+        ax.set_xlabel(name)
+        ax.set_ylabel("observed value")
+    fig.suptitle(f"{result['experiment']} · {result['strategy']}: proxies vs observed value", fontsize=9)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True

@@ -17,8 +17,8 @@ from omegaconf import DictConfig
 
 from hnas.errors import ConfigError
 from hnas.evaluators import Evaluator
-from hnas.experiment.build import Parts, plain
-from hnas.experiment.results import history_entry, plot_trajectory, write_json
+from hnas.experiment.build import Parts, hardware_profile, plain
+from hnas.experiment.results import history_entry, plot_proxy_scatter, plot_trajectory, write_json
 from hnas.experiment.scoring import candidate_pool, proxy_names
 from hnas.files import sha256_file
 from hnas.search import STRATEGIES, CandidatePool, SearchLoop, SearchResult
@@ -49,10 +49,22 @@ def run_fingerprint(parts: Parts, pool: CandidatePool, evaluator: Evaluator) -> 
     return fp
 
 
+def announce_profile(cfg: DictConfig) -> str | None:
+    """Log which hardware recipe a sized experiment resolved to (``profile``, see ``hardware_profile``)."""
+    if cfg.get("profile") is None:
+        return None
+    name = hardware_profile(str(cfg.profile))
+    note = (plain(cfg.get("profile_notes")) or {}).get(name)
+    if note:
+        log.info("%s", note)
+    return name
+
+
 def run_experiment(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     """Execute the search described by ``cfg``; returns the result dict also written to result.json."""
     t0 = time.perf_counter()
     output_dir = Path(output_dir)
+    announce_profile(cfg)
     parts = Parts(cfg, output_dir)
     budget, budget_cost = check_budgets(cfg.strategy)
     strategy_cls = STRATEGIES.get(str(cfg.strategy.name))
@@ -81,13 +93,19 @@ def run_experiment(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
         best = result["best"]
         tracker.log_summary({"best_arch": best["arch"], "best_value": best["value"],
                              **{f"best_{k}": v for k, v in (best.get("test") or {}).items()},
+                             **{f"best_reference/{k}": v for k, v in (best.get("reference") or {}).items()},
                              "search_cost_s": result["search_cost_s"], "n_evaluations": result["n_evaluations"]})
-    result["wall_s"] = round(time.perf_counter() - t0, 3)
-    write_json(output_dir / "result.json", result)
-    if cfg.get("plot", True):
-        plot_trajectory(result, output_dir / "trajectory.png")
-    log.info("best %s value=%s test=%s -> %s", best["arch"], best["value"], best.get("test"),
-             output_dir / "result.json")
+        result["wall_s"] = round(time.perf_counter() - t0, 3)
+        write_json(output_dir / "result.json", result)
+        if cfg.get("plot", True):
+            plot_trajectory(result, output_dir / "trajectory.png")
+            plot_proxy_scatter(result, pool, output_dir / "proxies_vs_value.png")
+            for name in ("trajectory", "proxies_vs_value"):
+                if (output_dir / f"{name}.png").is_file():
+                    tracker.log_image(name, output_dir / f"{name}.png")
+        tracker.log_artifact(f"best-{parts.run_id}", output_dir / "result.json", "architecture")
+    log.info("best %s value=%s test=%s%s -> %s", best["arch"], best["value"], best.get("test"),
+             f" reference {best['reference']}" if best.get("reference") else "", output_dir / "result.json")
     return result
 
 
@@ -99,13 +117,17 @@ def result_dict(parts: Parts, pool: CandidatePool, evaluator: Evaluator, res: Se
     else:
         test = evaluator.test_metrics_of(res.best["arch"])
         best = {"arch": res.best["arch"], "value": res.best["value"], "test": test}
+        reference = evaluator.reference_of(res.best["arch"])
+        if reference is not None:
+            best["reference"] = reference  # the table's accuracies: shown beside real training, never used by it
     out: dict[str, Any] = {
         "experiment": str(parts.cfg.name), "space": parts.space.name, "strategy": str(parts.cfg.strategy.name),
         "seed": parts.seed, "run_id": parts.run_id, "target": parts.target, "best": best,
         "n_evaluations": len(res.history), "search_cost_s": float(res.search_cost_s), "wall_s": None,
         "history": [history_entry(h) for h in res.history], "pool": pool.describe(), "replayed": int(res.n_replayed),
     }
-    metrics = list(best["test"] or {}) if best["test"] else [parts.target] if parts.target else []
+    metrics = (list(best["test"]) if best.get("test") else list(best["reference"]) if best.get("reference")
+               else [parts.target] if parts.target else [])
     optimum = evaluator.pool_optimum(pool.archs, metrics) if metrics else None
     if optimum:
         out["pool"]["optimum"] = {k: (None if not np.isfinite(v) else v) for k, v in optimum.items()}

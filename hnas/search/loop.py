@@ -188,23 +188,30 @@ class SearchLoop:
         self.cost += float(obs.cost_s)
         entry: dict[str, Any] = {"arch": spelling, "key": self._key(arch), "value": float(obs.value),
                                  "cost_s": float(obs.cost_s)}
-        if isinstance(obs.info.get("test"), dict):
-            entry["test"] = dict(obs.info["test"])
+        for name in ("test", "reference"):
+            if isinstance(obs.info.get(name), dict):
+                entry[name] = dict(obs.info[name])
         if obs.info.get("note"):
             entry["note"] = str(obs.info["note"])
         self.history.append(entry)
         if obs.finite:
             self.best_value = max(self.best_value, float(obs.value))
+        reference = {f"reference/{k}": v for k, v in (entry.get("reference") or {}).items()}
         if self.tracker is not None:
             extra = self.annotate(arch) if self.annotate is not None else {}
-            self.tracker.log_architecture({"step": self.step, **entry, **extra, "cum_cost_s": self.cost,
+            self.tracker.log_architecture({"step": self.step, **entry, **reference, **extra, "cum_cost_s": self.cost,
                                            "best_so_far": self.best_value if math.isfinite(self.best_value) else None,
                                            "replayed": replayed, "strategy": self.strategy.name,
                                            "run_id": self.run_id})
-        log.info("query %d%s %s  value %s  best %s  cost %.1f s%s%s", self.step + 1,
+        left = []
+        if self.budget_queries:
+            left.append(f"{self.budget_queries - self.step - 1} queries")
+        if self.budget_cost_s:
+            left.append(f"{max(0.0, self.budget_cost_s - self.cost):.0f} s")
+        log.info("query %d%s %s  value %s  best %s  cost %.1f s  left %s%s%s", self.step + 1,
                  f"/{self.budget_queries}" if self.budget_queries else "", spelling, _num(obs.value),
-                 _num(self.best_value), self.cost,
-                 f" of {self.budget_cost_s:g} s" if self.budget_cost_s else "", "  (from the log)" if replayed else "")
+                 _num(self.best_value), self.cost, " / ".join(left) or "–",
+                 "".join(f"  {k} {v:.2f}" for k, v in reference.items()), "  (from the log)" if replayed else "")
         self.step += 1
 
     def _finish(self, wall_s: float) -> SearchResult:
