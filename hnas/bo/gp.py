@@ -13,6 +13,7 @@ faster and easier to check than the ExactGP prediction machinery.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Iterator
@@ -188,6 +189,26 @@ class GP:
             if np.isfinite(res.fun) and res.fun < best_val:
                 best_val, best_theta = float(res.fun), float(res.x[0])
         return math.exp(best_theta)
+
+    def conditioned(self, x_new: np.ndarray, y_new: np.ndarray) -> GP:
+        """A copy of this fitted GP that also holds the points ``(x_new, y_new)``, with the same length scale
+        and target standardisation (no refit): how fantasised observations of pending points enter a batch
+        (Kriging believer / constant liar, Ginsbourger et al. 2010)."""
+        if self._x is None:
+            raise GPError("call fit() first")
+        xn = torch.as_tensor(np.atleast_2d(np.asarray(x_new, dtype=np.float64)), dtype=DTYPE)
+        yn = np.asarray(y_new, dtype=np.float64).reshape(-1)
+        if xn.shape[0] != yn.shape[0] or xn.shape[1] != self._x.shape[1] or not np.isfinite(yn).all():
+            raise GPError(f"conditioned wants x of shape (m, {self._x.shape[1]}) and m finite targets; got "
+                          f"{tuple(xn.shape)}, {yn.shape}")
+        g = copy.copy(self)
+        g._x = torch.cat([self._x, xn])
+        g._y = torch.cat([self._y, torch.as_tensor((yn - self.y_mean) / self.y_std, dtype=DTYPE)])
+        with single_thread():
+            k = matern52(g._x, g._x, self.lengthscale) + self.alpha * torch.eye(len(g._x), dtype=DTYPE)
+            g._chol, g.jitter = safe_cholesky(k)
+            g._a = torch.cholesky_solve(g._y[:, None], g._chol)[:, 0]
+        return g
 
     # ------------------------------------------------------------------ prediction
     def posterior(self, xq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

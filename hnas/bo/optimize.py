@@ -5,6 +5,12 @@ published HNAS/RoBoT trajectories depend on 1.2.0's exact behaviour: lazily prob
 one random point is drawn when nothing is queued or observed, every later point is GP-guided (10,000
 uniform random candidates, then L-BFGS-B from 10 uniform random starts, clipped to the box), and an already
 observed point is served from a cache. All randomness comes from one seeded numpy Generator.
+
+Batches: ``ask(fantasy=...)`` may be called while earlier points are pending (asked, not told). The GP is
+fitted on the real observations as usual, then conditioned on a fantasised value at each pending point --
+its posterior mean (``believer``: the Kriging believer) or the worst observed value (``liar``: the
+constant liar CL-min) -- with the hyper-parameters unchanged, and the acquisition is maximised on that
+model (Ginsbourger, Le Riche & Carraro 2010). With nothing pending ``ask`` is exactly the sequential one.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from hnas.bo.gp import DTYPE, GP, single_thread
 log = logging.getLogger(__name__)
 
 Acq = Callable[[torch.Tensor], torch.Tensor]
+#: how a pending point's unknown value is fantasised when a batch is asked (see the module docstring)
+FANTASIES = ("believer", "liar")
 
 
 def legacy_rng(seed: int) -> np.random.Generator:
@@ -142,7 +150,7 @@ class BayesOpt:
         self._cache: dict[bytes, float] = {}
         self.n_random = 0
         self.n_suggested = 0
-        self.pending: np.ndarray | None = None
+        self.pending: list[np.ndarray] = []  # asked, not told yet (in ask order)
 
     @property
     def dim(self) -> int:
@@ -161,28 +169,38 @@ class BayesOpt:
     def random_point(self) -> np.ndarray:
         return self.space_rng.uniform(self.bounds[:, 0], self.bounds[:, 1])
 
-    def ask(self) -> np.ndarray:
-        if self.pending is not None:
-            raise BOError(f"ask() called while {self.pending.tolist()} is still pending; tell() it first")
+    def ask(self, fantasy: str | None = None) -> np.ndarray:
+        """The next point. While points are pending, ``fantasy`` (one of ``FANTASIES``) must say how their
+        values are fantasised; without it a pending point is an error (the sequential protocol)."""
+        if self.pending and fantasy is None:
+            raise BOError(f"ask() called while {self.pending[0].tolist()} is still pending; tell() it first "
+                          "(or ask a batch with fantasy='believer' or 'liar')")
+        if fantasy is not None and fantasy not in FANTASIES:
+            raise BOError(f"unknown fantasy {fantasy!r}; valid: {', '.join(FANTASIES)}")
         if self._queue:
             x = self._queue.popleft()
         elif not self.y:
             x = self.random_point()
             self.n_random += 1
         else:
-            x = self.suggest()
+            x = self.suggest(fantasy)
             self.n_suggested += 1
-        self.pending = x
+        self.pending.append(x)
         return x.copy()
 
-    def suggest(self) -> np.ndarray:
-        """The GP-guided next point (refits the GP hyper-parameters on all observations first)."""
+    def suggest(self, fantasy: str | None = None) -> np.ndarray:
+        """The GP-guided next point (refits the GP hyper-parameters on all observations first; with pending
+        points and a ``fantasy``, the acquisition is maximised on the GP conditioned on their fantasies)."""
         if not self.y:
             raise BOError("suggest() needs at least one observation")
         xs, ys = np.stack(self.x), np.asarray(self.y)
         with single_thread():
-            self.gp.fit(xs, ys)
-            acq = make_acquisition(self.acquisition, self.gp, float(ys.max()), kappa=self.kappa, xi=self.xi)
+            gp = self.gp.fit(xs, ys)
+            if self.pending and fantasy is not None:
+                xp = np.stack(self.pending)
+                yp = gp.predict(xp)[0] if fantasy == "believer" else np.full(len(xp), float(ys.min()))
+                gp = gp.conditioned(xp, yp)
+            acq = make_acquisition(self.acquisition, gp, float(ys.max()), kappa=self.kappa, xi=self.xi)
             return _maximize_box(acq, self.bounds, self.rng, self.n_warmup, self.n_starts)
 
     def lookup(self, x: Any) -> float | None:
@@ -190,8 +208,10 @@ class BayesOpt:
 
     def tell(self, x: Any, y: float) -> None:
         p = self._as_point(x)
-        if self.pending is not None and np.array_equal(p, self.pending):
-            self.pending = None
+        for i, q in enumerate(self.pending):
+            if np.array_equal(p, q):
+                del self.pending[i]
+                break
         y = float(y)
         if not np.isfinite(y):
             finite = [v for v in self.y if np.isfinite(v)]

@@ -15,12 +15,30 @@ canonical key (``space.key``, shared by isomorphic spellings): a benchmark holds
 isomorphic spellings, and the reference codes (RoBoT, HNAS) treat table indices as distinct candidates.
 
 Optional capabilities are declared here with neutral defaults (``needs_datamodule``, ``prepare_scoring``,
-``summary``), so the experiment and the loop call them unconditionally.
+``summary``, ``concurrent_asks``), so the experiment and the loop call them unconditionally.
+
+Batches (``search.parallel=q``): ``ask_batch(n)`` proposes up to n distinct architectures to evaluate at once;
+each stays *pending* (``self.pending``) until it is told. ``ask_batch(1)`` with nothing pending is exactly
+``ask()``, so sequential results do not move. How a batch is formed:
+
+- ``concurrent_asks = True``: ``_ask`` may be called again while earlier asks are pending and then proposes
+  something else (random, REA and ranked strategies skip pending architectures; the GP strategies condition
+  their model on fantasised values of the pending ones, see ``hnas.bo``). A batch is n asks.
+- the default, for any other strategy: the first candidate is the strategy's own ask; each further one is
+  what a throw-away copy of the strategy asks after being told a *fantasy* for every pending architecture
+  (the worst finite value observed so far -- the constant liar CL-min -- or NaN before any). The real
+  strategy is then told the real observations of architectures it did not ask itself, so such a strategy
+  must learn from every ``tell`` (the base class records it in ``history``/``observed`` for it); one that
+  pairs its tells with its own asks should declare ``concurrent_asks`` and handle pending asks instead.
+
+Tells may come in any order (the asynchronous mode tells on completion); the synchronous mode tells a batch
+in ask order, so a result depends only on (seed, q).
 """
 
 from __future__ import annotations
 
 import abc
+import copy
 import logging
 import math
 from collections.abc import Hashable, Sequence
@@ -36,6 +54,7 @@ from hnas.search.pool import CandidatePool
 log = logging.getLogger(__name__)
 
 Arch = Hashable
+MAX_COPY_REPEATS = 10_000  # already-observed asks of a believer copy before a batch is cut short
 
 
 class StrategyError(HNASError, ValueError):
@@ -62,6 +81,9 @@ class Strategy(abc.ABC):
     #: the experiment passes ``datamodule``, ``trainer`` and ``build_kwargs`` to the constructor (e.g. SiGeo's
     #: supernet warm-up needs the run's data)
     needs_datamodule: ClassVar[bool] = False
+    #: ``_ask`` may be called while earlier asks are pending (it proposes something else); see the module
+    #: docstring. False: batches come from the generic believer copy.
+    concurrent_asks: ClassVar[bool] = False
 
     @classmethod
     def prepare_scoring(cls, ctx: ScoringContext, archs: Sequence[Any], options: dict[str, Any],
@@ -99,6 +121,7 @@ class Strategy(abc.ABC):
         self.rng = np.random.default_rng(self.seed)
         self.history: list[tuple[Arch, str, Observation]] = []  # distinct archs told, in order
         self.observed: dict[str, Observation] = {}  # spelling -> observation
+        self.pending: dict[str, Arch] = {}  # spelling -> arch, asked (or proposed) and not told yet
         self._events: list[list[Any]] = []
         self._pool_spelling = dict(zip(pool.archs, pool.spellings)) if pool is not None else {}
         self.setup()
@@ -108,8 +131,9 @@ class Strategy(abc.ABC):
         """Validate options and build internal state (called at the end of ``__init__``)."""
 
     @abc.abstractmethod
-    def _ask(self) -> Arch:
-        """The next architecture to evaluate (normally one not observed yet)."""
+    def _ask(self) -> Arch | None:
+        """The next architecture to evaluate (normally one not observed yet). A ``concurrent_asks`` strategy
+        skips pending ones and may return None while it can propose nothing until one of them is told."""
 
     def _tell(self, arch: Arch, spelling: str, obs: Observation) -> None:  # noqa: B027 - optional hook
         """Learn from ``obs`` (already recorded in ``history``/``observed``)."""
@@ -140,14 +164,85 @@ class Strategy(abc.ABC):
         return False
 
     def ask(self) -> Arch:
-        arch = self._ask()
-        self._events.append(["ask", self.spelling(arch)])
+        arch = self._ask_pending()
+        if arch is None:
+            raise StrategyError(f"strategy {self.name!r} can propose nothing until one of its pending architectures "
+                                f"is told ({', '.join(list(self.pending)[:3])})")
         return arch
+
+    def _ask_pending(self, record: bool = True) -> Arch | None:
+        arch = self._ask()
+        if arch is None:
+            if not self.pending:
+                raise StrategyError(f"strategy {self.name!r} proposed nothing while nothing is pending")
+            return None
+        spelling = self.spelling(arch)
+        if record:
+            self._events.append(["ask", spelling])
+        self.pending[spelling] = arch
+        return arch
+
+    def ask_batch(self, n: int) -> list[Arch]:
+        """Up to ``n`` distinct architectures to evaluate at once, each pending until told (fewer when the
+        strategy runs out, or must see a pending result first). See the module docstring for how."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise StrategyError(f"ask_batch wants a batch size >= 1, got {n!r}")
+        if n == 1 and not self.pending:
+            return [self.ask()]  # the sequential protocol, unchanged
+        if self.concurrent_asks:
+            out: list[Arch] = []
+            while len(out) < n and not self.done:
+                try:
+                    arch = self._ask_pending()
+                except StrategyError:
+                    if out:
+                        break  # ran out mid-batch: evaluate what there is
+                    raise
+                if arch is None:
+                    break
+                out.append(arch)
+            return out
+        return self._believer_batch(int(n))
+
+    def _believer_batch(self, n: int) -> list[Arch]:
+        """The generic batch: this strategy's own ask, then asks of a copy told a fantasy for each pending one."""
+        out: list[Arch] = []
+        if not self.pending:
+            first = self._ask_pending(record=False)
+            if first is not None:
+                out.append(first)
+        finite = [float(o.value) for o in self.observed.values() if o.finite]
+        fantasy = Observation(min(finite) if finite else math.nan, 0.0, {"note": "fantasy of a pending evaluation"})
+        twin = copy.deepcopy(self, {id(self.pool): self.pool, id(self.space): self.space})
+        for arch in list(twin.pending.values()):
+            twin.tell(arch, fantasy)
+        while len(out) < n and not twin.done:
+            arch = None
+            for _ in range(MAX_COPY_REPEATS):  # the copy re-asking an observed (or fantasised) architecture is
+                try:                          # told it again, as the loop does with repeats
+                    arch = twin._ask_pending(record=False)
+                except StrategyError:
+                    arch = None
+                if arch is None or twin.spelling(arch) not in twin.observed:
+                    break
+                twin.tell(arch, twin.observed[twin.spelling(arch)])
+                arch = None
+                if twin.done:
+                    break
+            if arch is None:
+                break
+            twin.tell(arch, fantasy)
+            self.pending[self.spelling(arch)] = arch
+            out.append(arch)
+        self.rng.bit_generator.state = twin.rng.bit_generator.state  # the copy's random draws are spent
+        self._events.append(["batch", n, [self.spelling(a) for a in out]])
+        return out
 
     def tell(self, arch: Arch, obs: Observation) -> None:
         if not isinstance(obs, Observation):
             raise StrategyError(f"tell() wants an hnas.evaluators.Observation, got {type(obs).__name__}")
         spelling = self.spelling(arch)
+        self.pending.pop(spelling, None)
         if spelling not in self.observed:
             self.observed[spelling] = obs
             self.history.append((arch, spelling, obs))
@@ -199,6 +294,12 @@ class Strategy(abc.ABC):
                         f"replay diverged at event {i}: asked {self.spelling(last)!r}, "
                         f"the saved state asked {ev[1]!r}"
                     )
+            elif ev[0] == "batch":
+                got = [self.spelling(a) for a in self.ask_batch(int(ev[1]))]
+                if got != list(ev[2]):
+                    raise StrategyError(f"replay diverged at event {i}: a batch of {ev[1]} asked {got}, the saved "
+                                        f"state asked {list(ev[2])}")
+                last = None
             elif ev[0] == "tell":
                 arch = last if last is not None and self.spelling(last) == ev[1] else self._arch_of(ev[1])
                 self.tell(arch, Observation(ev[2], ev[3], dict(ev[4])))
@@ -220,13 +321,14 @@ class Strategy(abc.ABC):
         return None if self.pool is None else self.pool.index_of.get(spelling)
 
     def random_unseen(self, rng: np.random.Generator, max_tries: int = 10_000) -> Arch | None:
-        """A uniformly drawn architecture not observed yet (from the pool if any, else the space)."""
+        """A uniformly drawn architecture neither observed nor pending (from the pool if any, else the space)."""
         if self.pool is not None:
-            free = [i for i, k in enumerate(self.pool.spellings) if k not in self.observed]
+            free = [i for i, k in enumerate(self.pool.spellings) if k not in self.observed and k not in self.pending]
             return None if not free else self.pool.archs[free[int(rng.integers(len(free)))]]
         for _ in range(max_tries):
             a = self.space.sample(rng)
-            if self.spelling(a) not in self.observed:
+            k = self.spelling(a)
+            if k not in self.observed and k not in self.pending:
                 return a
         return None
 

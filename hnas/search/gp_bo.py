@@ -1,11 +1,15 @@
 """GP-BO baseline: a GP over the space's architecture encoding (optionally plus proxy scores), EI over a
-random candidate subset each step. Shows what the hybrid methods add over plain BO on architectures."""
+random candidate subset each step. Shows what the hybrid methods add over plain BO on architectures.
+
+Batches: pending architectures count towards the random initial design; afterwards each ask conditions the
+GP on fantasised values of the pending ones (``fantasy``: believer = its posterior mean, liar = the worst
+observed value) and never proposes a pending architecture."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from hnas.bo import GP, make_acquisition, maximize_discrete
+from hnas.bo import FANTASIES, GP, make_acquisition, maximize_discrete
 from hnas.search.base import Arch, Strategy, StrategyError
 from hnas.search.robot import minmax_normalise
 
@@ -15,6 +19,7 @@ class GPBO(Strategy):
     ``proxies`` (pool score columns appended to the encoding, min-max normalised)."""
 
     name = "gp_bo"
+    concurrent_asks = True
     defaults = {
         "n_init": 5,
         "n_candidates": 1000,
@@ -22,6 +27,7 @@ class GPBO(Strategy):
         "kappa": 2.576,
         "xi": 0.0,
         "proxies": (),
+        "fantasy": "believer",  # value of a pending architecture while a batch is asked: believer | liar
     }
 
     def setup(self) -> None:
@@ -32,6 +38,8 @@ class GPBO(Strategy):
             raise StrategyError(
                 f"gp_bo needs n_init >= 1 and n_candidates >= 1, got {o['n_init']}, {o['n_candidates']}"
             )
+        if o["fantasy"] not in FANTASIES:
+            raise StrategyError(f"gp_bo fantasy {o['fantasy']!r} is not one of: {', '.join(FANTASIES)}")
         self.proxies = list(o["proxies"])
         if self.proxies:
             if self.pool is None:
@@ -52,7 +60,8 @@ class GPBO(Strategy):
     def _candidates(self) -> list[Arch]:
         n = int(self.options["n_candidates"])
         if self.pool is not None:
-            free = np.array([i for i, k in enumerate(self.pool.spellings) if k not in self.observed])
+            free = np.array([i for i, k in enumerate(self.pool.spellings)
+                             if k not in self.observed and k not in self.pending])
             if free.size == 0:
                 raise StrategyError(f"gp_bo exhausted its pool of {len(self.pool)} architectures")
             pick = self.rng.choice(free, size=min(n, free.size), replace=False)
@@ -61,7 +70,7 @@ class GPBO(Strategy):
         for _ in range(20 * n):
             a = self.space.sample(self.rng)
             k = self.spelling(a)
-            if k not in self.observed:
+            if k not in self.observed and k not in self.pending:
                 out.setdefault(k, a)
             if len(out) >= n:
                 break
@@ -71,17 +80,21 @@ class GPBO(Strategy):
 
     def _ask(self) -> Arch:
         finite = [(a, o.value) for a, _, o in self.history if np.isfinite(o.value)]
-        if len(self.history) < self.options["n_init"] or not finite:
+        if len(self.history) + len(self.pending) < self.options["n_init"] or not finite:
             a = self.random_unseen(self.rng)
             if a is None:
                 raise StrategyError("gp_bo found no unseen architecture")
             return a
         x = self.features([a for a, _ in finite])
         y = np.array([v for _, v in finite])
-        self.gp.fit(x, y)
+        gp = self.gp.fit(x, y)
+        if self.pending:
+            xp = self.features(list(self.pending.values()))
+            yp = gp.predict(xp)[0] if self.options["fantasy"] == "believer" else np.full(len(xp), float(y.min()))
+            gp = gp.conditioned(xp, yp)
         acq = make_acquisition(
             self.options["acquisition"],
-            self.gp,
+            gp,
             float(y.max()),
             kappa=self.options["kappa"],
             xi=self.options["xi"],

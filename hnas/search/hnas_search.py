@@ -10,6 +10,10 @@ the argmin of the score among sampled-but-unqueried architectures, and returns i
 initial design is ``n0 = min(floor(T*0.25), 10)`` lazily probed points t = linspace(0, 1, n0) at the middle
 of the c range; then EI-guided suggestions (methods.md §3.4). The DARTS version (§3.5) takes the argmin over
 the whole unqueried pool (``n_sample=None``), UCB, c in [-4, 1], scale 1e2 and a failed kappa as 1e5.
+
+Batches: the initial design's probes need no model; later (t, c) are suggested while others are pending,
+the GP conditioned on fantasised values of the pending ones (``fantasy``: believer or liar, see hnas.bo).
+A pending architecture counts as queried, so a batch never proposes one twice.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import math
 
 import numpy as np
 
-from hnas.bo import BayesOpt
+from hnas.bo import FANTASIES, BayesOpt
 from hnas.evaluators.base import Observation
 from hnas.search.base import Arch, Strategy, StrategyError
 
@@ -37,6 +41,7 @@ def hnas_score(m: np.ndarray, kappa: np.ndarray, t: float, c: float, scale: floa
 class HNAS(Strategy):
     name = "hnas"
     needs_pool = True
+    concurrent_asks = True
     defaults = {
         "metric": "ntk_trace",
         "cond": "ntk_cond",
@@ -53,6 +58,7 @@ class HNAS(Strategy):
         "xi": 0.0,
         "n_warmup": 10_000,  # acquisition optimiser: random candidates, then L-BFGS-B starts (bayes_opt)
         "n_starts": 10,
+        "fantasy": "believer",  # value of a pending (t, c) while a batch is asked: believer | liar
     }
 
     def setup(self) -> None:
@@ -61,6 +67,8 @@ class HNAS(Strategy):
             raise StrategyError(
                 "strategy 'hnas' needs a query budget T (it sizes its initial design from it)"
             )
+        if o["fantasy"] not in FANTASIES:
+            raise StrategyError(f"hnas fantasy {o['fantasy']!r} is not one of: {', '.join(FANTASIES)}")
         if o["metric"] not in METRICS:
             raise StrategyError(f"hnas metric {o['metric']!r} is not one of {', '.join(METRICS)}")
         self.pool.require([o["metric"], o["cond"]], who="strategy 'hnas'")
@@ -96,15 +104,16 @@ class HNAS(Strategy):
         return bool(self.queried.all())
 
     def _ask(self) -> Arch:
+        fantasy = self.options["fantasy"] if self._pending else None
         for _ in range(MAX_CACHED_SUGGESTIONS):
-            x = self.bo.ask()
+            x = self.bo.ask(fantasy)
             cached = self.bo.lookup(x)
             if cached is None:
                 break
             self.bo.tell(x, cached)  # bayes_opt serves a repeated point from its cache
         else:  # the GP keeps proposing observed points (e.g. a corner): move on with a random point
             self.bo.probe(self.bo.random_point())
-            x = self.bo.ask()
+            x = self.bo.ask(fantasy)
         c, t = float(x[0]), float(x[1])
         if self.options["n_sample"] is None:
             self.sampled[:] = True

@@ -10,6 +10,7 @@ class RandomSearch(Strategy):
 
     name = "random"
     defaults: dict = {}
+    concurrent_asks = True  # the permutation moves on; space draws skip pending archs
 
     def setup(self) -> None:
         self._order = self.rng.permutation(len(self.pool)) if self.pool is not None else None

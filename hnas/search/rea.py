@@ -5,6 +5,10 @@ fittest of S members drawn (with replacement) from the population is mutated, th
 and the oldest member leaves. On a tabular benchmark a child that was already evaluated costs nothing: it
 joins the population with its cached value and evolution continues, so every ask is a new architecture.
 With a pool, evolution stays inside it (mutations restricted to neighbours that are pool members).
+
+Batches: pending architectures count towards the initial population and are never asked again; a batch of
+children is n tournaments on the current population (a pending child is skipped like a repeat, without
+joining the population).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ MAX_CACHED_CHILDREN = 1000  # consecutive already-seen children before falling b
 class RegularizedEvolution(Strategy):
     name = "rea"
     defaults = {"population_size": 10, "sample_size": 3}
+    concurrent_asks = True
 
     def setup(self) -> None:
         p, s = self.options["population_size"], self.options["sample_size"]
@@ -47,7 +52,7 @@ class RegularizedEvolution(Strategy):
         return self.pool.archs[self.pool.index_of[self.space.format(a)]]
 
     def _ask(self) -> Arch:
-        if len(self.history) < self.options["population_size"]:
+        if len(self.history) + len(self.pending) < self.options["population_size"] or not self.population:
             a = self.random_unseen(self.rng)
             if a is None:
                 raise StrategyError("rea found no unseen architecture for its initial population")
@@ -61,6 +66,8 @@ class RegularizedEvolution(Strategy):
             child = self._mutate(parent)
             if child is None:
                 break
+            if self.spelling(child) in self.pending:
+                continue
             obs = self.observed.get(self.spelling(child))
             if obs is None:
                 return child

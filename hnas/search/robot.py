@@ -7,6 +7,11 @@ each observe the induced choice; a choice already queried is answered from the c
 only new architectures are asked of the evaluator. ``w_best`` is updated with ">=" on every call. After the
 T calls (T0 = distinct architectures so far), the remaining budget goes greedily down w_best's ranking until
 T distinct architectures were queried. The result is the best observed one (methods.md §4.3).
+
+Batches: BO calls are asked while others are pending, the GP conditioned on fantasised values of the pending
+weights (``fantasy``: believer or liar, see hnas.bo). A call whose choice is a pending architecture waits for
+that architecture's value (it is still one of the T calls). The greedy phase needs every call's value
+(w_best), so it starts once all T calls are told; the greedy batch is the next n of w_best's ranking.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from hnas.bo import BayesOpt
+from hnas.bo import FANTASIES, BayesOpt
 from hnas.evaluators.base import Observation
 from hnas.search.base import Arch, Strategy, StrategyError
 
@@ -45,6 +50,7 @@ def last_argmax(s: np.ndarray) -> int:
 class RoBoT(Strategy):
     name = "robot"
     needs_pool = True
+    concurrent_asks = True
     defaults = {
         "metrics": DEFAULT_METRICS,
         "weight_bounds": (-1.0, 1.0),
@@ -53,10 +59,13 @@ class RoBoT(Strategy):
         "xi": 0.0,
         "n_warmup": 10_000,  # acquisition optimiser: random candidates, then L-BFGS-B starts (bayes_opt)
         "n_starts": 10,
+        "fantasy": "believer",  # value of a pending BO call while a batch is asked: believer | liar
     }
 
     def setup(self) -> None:
         o = self.options
+        if o["fantasy"] not in FANTASIES:
+            raise StrategyError(f"robot fantasy {o['fantasy']!r} is not one of: {', '.join(FANTASIES)}")
         if self.budget is None:
             raise StrategyError("strategy 'robot' needs a query budget T (it makes T BO calls, then greedy)")
         metrics = list(o["metrics"])
@@ -82,14 +91,14 @@ class RoBoT(Strategy):
         self.best_value = -math.inf
         self.w_best: np.ndarray | None = None
         self.T0: int | None = None
-        self._pending: tuple[np.ndarray, str] | None = None
+        self._waiting: list[tuple[np.ndarray, str]] = []  # BO calls asked, value not known yet (weights, arch)
         self._ranking: np.ndarray | None = None
         self._rank_pos = 0
         self.calls: list[dict] = []  # every BO call: weights, chosen key, value, cached?
 
     @property
     def phase(self) -> str:
-        return "bo" if self.n_calls < self.budget else "greedy"
+        return "bo" if self.n_calls + len(self._waiting) < self.budget else "greedy"
 
     @property
     def done(self) -> bool:
@@ -109,33 +118,36 @@ class RoBoT(Strategy):
             log.info("robot: BO phase done after %d calls, T0=%d distinct archs", self.n_calls, self.T0)
         self.calls.append({"w": [float(a) for a in w], "arch": spelling, "value": value, "cached": cached})
 
-    def _ask(self) -> Arch:
-        if self._pending is not None:
-            raise StrategyError("robot: ask() called before the previous architecture was told")
+    def _ask(self) -> Arch | None:
         while self.phase == "bo":
-            w = self.bo.ask()
+            w = self.bo.ask(fantasy=self.options["fantasy"] if self._waiting else None)
             i = last_argmax(self.scores(w))
             spelling = self.pool.spellings[i]
             obs = self.observed.get(spelling)
             if obs is None:
-                self._pending = (w, spelling)
+                self._waiting.append((w, spelling))
+                if spelling in self.pending:  # a batch's earlier call chose it: this call waits for its value
+                    continue
                 return self.pool.archs[i]
             self._record(w, spelling, float(obs.value), cached=True)
+        if self._waiting:
+            return None  # the greedy phase needs the value of every BO call
         if self._ranking is None:
             # descending; among equal scores the later index first (np.flip of a stable argsort)
             self._ranking = np.argsort(self.scores(self.w_best), kind="stable")[::-1]
         while self._rank_pos < len(self._ranking):
             i = int(self._ranking[self._rank_pos])
             self._rank_pos += 1
-            if self.pool.spellings[i] not in self.observed:
+            if self.pool.spellings[i] not in self.observed and self.pool.spellings[i] not in self.pending:
                 return self.pool.archs[i]
         raise StrategyError(f"robot exhausted its pool of {len(self.pool)} architectures")
 
     def _tell(self, arch: Arch, spelling: str, obs: Observation) -> None:
-        if self._pending is not None and self._pending[1] == spelling:
-            w, _ = self._pending
-            self._pending = None
-            self._record(w, spelling, float(obs.value), cached=False)
+        calls = [c for c in self._waiting if c[1] == spelling]
+        if calls:
+            self._waiting = [c for c in self._waiting if c[1] != spelling]
+            for n, (w, _) in enumerate(calls):
+                self._record(w, spelling, float(obs.value), cached=n > 0)
 
     def summary(self) -> dict[str, Any]:
         """T0: distinct architectures queried during the BO phase (before the greedy exploitation)."""

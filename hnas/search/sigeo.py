@@ -50,6 +50,7 @@ class SiGeoSearch(Strategy):
 
     name = "sigeo"
     needs_datamodule: ClassVar[bool] = True
+    concurrent_asks: ClassVar[bool] = True  # a batch is the next n of the ranking
     defaults: ClassVar[dict[str, Any]] = {
         "mode": "rank",
         "fitness": "sigeo",
@@ -240,6 +241,6 @@ class SiGeoSearch(Strategy):
         while self._next < len(self.ranking):
             arch = self.ranking[self._next][0]
             self._next += 1
-            if self.spelling(arch) not in self.observed:
+            if self.spelling(arch) not in self.observed and self.spelling(arch) not in self.pending:
                 return arch
         raise StrategyError(f"sigeo exhausted its {len(self.ranking)} ranked architectures")

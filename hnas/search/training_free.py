@@ -28,6 +28,7 @@ class RankedPoolSearch(Strategy):
     """Query the pool in the order of a ranking (``self._order``, set by ``setup``), skipping observed archs."""
 
     needs_pool = True
+    concurrent_asks = True  # a batch is the next n of the ranking
     _order: np.ndarray
 
     @property
@@ -38,7 +39,7 @@ class RankedPoolSearch(Strategy):
         while self._next < len(self._order):
             i = int(self._order[self._next])
             self._next += 1
-            if self.pool.spellings[i] not in self.observed:
+            if self.pool.spellings[i] not in self.observed and self.pool.spellings[i] not in self.pending:
                 return self.pool.archs[i]
         raise StrategyError(f"{self.name} exhausted its pool of {len(self.pool)} architectures")
 
