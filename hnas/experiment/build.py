@@ -12,6 +12,7 @@ import functools
 import hashlib
 import json
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from hnas.errors import ConfigError
 from hnas.evaluators import EVALUATORS, Evaluator
 from hnas.proxies.settings import ScoringSettings
+from hnas.search.executor import ExecutorSpec
 from hnas.spaces import SearchSpace, get_space
 from hnas.store import Store
 
@@ -45,9 +47,14 @@ def check_seed(name: str, value: Any) -> int:
 
 
 def config_hash(cfg: DictConfig) -> str:
-    """8 hex digits over the config groups a trial log depends on (``RUN_ID_GROUPS``, data name/root)."""
+    """8 hex digits over the config groups a trial log depends on (``RUN_ID_GROUPS``, data name/root, and
+    ``search.parallel``/``search.mode`` when not 1/sync -- so sequential runs keep their run ids)."""
     parts = {k: plain(cfg.get(k)) for k in RUN_ID_GROUPS}
     parts["data"] = {k: plain(cfg.data.get(k)) for k in ("name", "root")} if cfg.get("data") else None
+    search = cfg.get("search") or {}
+    batching = {"parallel": search.get("parallel", 1), "mode": search.get("mode", "sync")}
+    if batching != {"parallel": 1, "mode": "sync"}:
+        parts["search"] = batching
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
@@ -153,6 +160,41 @@ def shard_slice(items: list[Any], shard: str) -> list[Any]:
     return items[i - 1 :: n]
 
 
+@dataclass(frozen=True)
+class Parallelism:
+    """The ``search`` config group: q candidates at once (``parallel``), ``mode`` and the executor."""
+
+    parallel: int = 1
+    mode: str = "sync"
+    executor: ExecutorSpec = field(default_factory=ExecutorSpec)
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Parallelism:
+        c = dict(plain(cfg) or {})
+        q, mode = c.get("parallel", 1), c.get("mode", "sync")
+        if isinstance(q, bool) or not isinstance(q, int) or q < 1:
+            raise ConfigError(f"search.parallel={q!r} must be an integer >= 1 (candidates evaluated at once)")
+        if mode not in ("sync", "async"):
+            raise ConfigError(f"search.mode={mode!r} is not one of: sync, async")
+        unknown = sorted(set(c) - {"parallel", "mode", "executor", "workers", "retries", "start_method", "ray"})
+        if unknown:
+            raise ConfigError(f"search has no key(s) {unknown}; valid: parallel, mode, executor, workers, retries, "
+                              "start_method, ray")
+        return cls(q, str(mode), ExecutorSpec.from_config(c))
+
+
+class EvaluatorRecipe:
+    """Builds the run's evaluator from its (resolved) config: what a worker process or Ray task receives, so
+    the evaluator need not be picklable and the training evaluator loads its data set in the worker."""
+
+    def __init__(self, cfg: DictConfig, output_dir: str | Path) -> None:
+        self.cfg = plain(cfg)
+        self.output_dir = str(output_dir)
+
+    def __call__(self) -> Evaluator:
+        return Parts(OmegaConf.create(self.cfg), self.output_dir).evaluator
+
+
 class Parts:
     """The pieces of one run described by ``cfg`` (a composed ``run``/``score`` config), each built on first
     use. ``output_dir``: where the run writes (the training evaluator's Lightning root too)."""
@@ -226,6 +268,11 @@ class Parts:
     def scoring(self) -> ScoringSettings:
         """How proxy scores are computed (config group ``proxies``)."""
         return ScoringSettings.from_config(plain(self.cfg.proxies))
+
+    @functools.cached_property
+    def parallelism(self) -> Parallelism:
+        """How many candidates are evaluated at once, how, and where (config group ``search``)."""
+        return Parallelism.from_config(self.cfg.get("search"))
 
     @functools.cached_property
     def run_id(self) -> str:

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from hnas.errors import ConfigError
 from hnas.evaluators import Evaluator
-from hnas.experiment.build import Parts, hardware_profile, plain
+from hnas.experiment.build import EvaluatorRecipe, Parts, hardware_profile, plain
 from hnas.experiment.results import history_entry, plot_proxy_scatter, plot_trajectory, write_json
 from hnas.experiment.scoring import candidate_pool, proxy_names
 from hnas.files import sha256_file
@@ -71,8 +71,10 @@ def run_experiment(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     options = dict(plain(cfg.strategy.get("options")) or {})
     names = proxy_names(cfg, [str(p) for p in plain(cfg.strategy.get("proxies")) or []])
     evaluator = parts.evaluator  # validated before any (long) scoring
-    log.info("run %s: %s on %s, %d candidates, evaluator %s", parts.run_id, cfg.strategy.name, parts.space.name,
-             len(parts.archs), type(evaluator).__name__)
+    par = parts.parallelism
+    log.info("run %s: %s on %s, %d candidates, evaluator %s%s", parts.run_id, cfg.strategy.name, parts.space.name,
+             len(parts.archs), type(evaluator).__name__,
+             f", {par.parallel} at once ({par.mode}, executor {par.executor.kind})" if par.parallel > 1 else "")
     pool, decided = candidate_pool(parts, strategy_cls, options, names)
     options.update(decided)
     runtime = ({"datamodule": parts.datamodule, "trainer": parts.trainer, "build_kwargs": parts.build_kwargs}
@@ -88,7 +90,9 @@ def run_experiment(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     with tracking(tracker):
         res = SearchLoop(strategy, evaluator, parts.store, parts.run_id, budget_queries=budget,
                          budget_cost_s=budget_cost, tracker=tracker, space=parts.space,
-                         fingerprint=run_fingerprint(parts, pool, evaluator), annotate=annotate).run()
+                         fingerprint=run_fingerprint(parts, pool, evaluator), annotate=annotate,
+                         parallel=par.parallel, mode=par.mode, executor=par.executor,
+                         evaluator_factory=EvaluatorRecipe(cfg, output_dir)).run()
         result = result_dict(parts, pool, evaluator, res)
         best = result["best"]
         tracker.log_summary({"best_arch": best["arch"], "best_value": best["value"],
@@ -125,6 +129,8 @@ def result_dict(parts: Parts, pool: CandidatePool, evaluator: Evaluator, res: Se
         "seed": parts.seed, "run_id": parts.run_id, "target": parts.target, "best": best,
         "n_evaluations": len(res.history), "search_cost_s": float(res.search_cost_s), "wall_s": None,
         "history": [history_entry(h) for h in res.history], "pool": pool.describe(), "replayed": int(res.n_replayed),
+        "search": {"parallel": parts.parallelism.parallel, "mode": parts.parallelism.mode,
+                   "executor": parts.parallelism.executor.kind},
     }
     metrics = (list(best["test"]) if best.get("test") else list(best["reference"]) if best.get("reference")
                else [parts.target] if parts.target else [])

@@ -147,7 +147,6 @@ class SearchLoop:
         self.inflight: dict[int, Trial] = {}  # step -> proposed and not told yet
         self.cost = 0.0
         self.step = self.n_evaluated = self.n_replayed = 0  # step: the next step number to hand out
-        self.n_told = 0
         self.best_value = -math.inf
         self._executor: Executor | None = None
 
@@ -282,7 +281,7 @@ class SearchLoop:
             trial.obs = self._checked(trial, done.result)
             info = dict(trial.obs.info)
             if self.mode == "async":
-                info["told"] = self.n_told + sum(t.obs is not None and not t.replayed and t is not trial
+                info["told"] = len(self.history) + sum(t.obs is not None and not t.replayed and t is not trial
                                                  for t in self.inflight.values())
                 trial.told = info["told"]
             self.store.log_trial(self.run_id, trial.step, trial.spelling, self._key(trial.arch), trial.obs.value,
