@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from omegaconf import open_dict
 from test_run import write_fake_nb201
 from test_strategies import ToyEvaluator, ToySpace, new_store, toy_pool, toy_value
 
@@ -376,3 +377,54 @@ def test_driver_sigkilled_at_several_points_never_repeats_a_finished_evaluation(
     full = run_search(st, ev, new_store(), "run", 12, parallel=2)
     assert resumed["history"] == [[h["arch"], h["value"], h["cost_s"]] for h in full.history]
     assert resumed["best"] == full.best["arch"]
+
+
+# ---------------------------------------------------------------- through the config: hnas run / hnas score
+def test_hnas_run_with_search_parallel_and_the_run_ids_of_sequential_runs(fake_nb201, tmp_path):
+    from test_run import _cfg
+
+    from hnas.experiment.build import config_hash
+    from hnas.experiment.runner import run_experiment
+
+    base = ["+experiment=nb201_cifar10", "strategy=rea", "strategy.budget=20", "seed=3", "logger=none", "plot=false",
+            f"benchmark.path={fake_nb201}", f"store={tmp_path / 's.sqlite'}"]
+    seq = _cfg("run", base)
+    # a sequential run keeps the run id it had before the search group existed
+    no_group = _cfg("run", base)
+    with open_dict(no_group):
+        del no_group["search"]
+    assert config_hash(seq) == config_hash(no_group)
+    q4 = _cfg("run", [*base, "search.parallel=4", "search.workers=2", "search.start_method=fork"])
+    assert config_hash(q4) != config_hash(seq)
+    assert config_hash(_cfg("run", [*base, "search.parallel=4", "search.executor=ray"])) == config_hash(q4)
+    res = run_experiment(q4, tmp_path / "out")
+    assert res["search"] == {"parallel": 4, "mode": "sync", "executor": "local"}
+    assert len({h["arch"] for h in res["history"]}) == 20 == res["n_evaluations"]
+    inline = run_experiment(_cfg("run", [*base, "search.parallel=4", "search.executor=inline",
+                                         f"store={tmp_path / 't.sqlite'}"]), tmp_path / "out2")
+    assert [h["arch"] for h in inline["history"]] == [h["arch"] for h in res["history"]]
+    for bad, msg in (("search.parallel=0", "search.parallel=0 must be an integer >= 1"),
+                     ("search.mode=eager", "search.mode='eager' is not one of: sync, async"),
+                     ("search.executor=dask", "search.executor='dask' is not one of: inline, local, ray"),
+                     ("+search.threads=2", r"search has no key\(s\) \['threads'\]")):
+        with pytest.raises(Exception, match=msg):
+            run_experiment(_cfg("run", [*base, bad]), tmp_path / "bad")
+
+
+def test_hnas_score_shards_the_pool_over_workers_and_stores_the_same_scores(fake_nb201, tmp_path):
+    from test_run import _cfg
+
+    from hnas.cli.score import score_pool
+
+    over = ["data=synthetic", "pool.size=6", "pool.seed=1", "proxies.names=[params,synflow,grad_norm]",
+            "proxies.batch.size=8", "space.build.C=4", "space.build.N=1", f"benchmark.path={fake_nb201}",
+            "timing_archs=0", "plots=false"]
+    one = score_pool(_cfg("score", [*over, f"store={tmp_path / 'a.sqlite'}"]), tmp_path / "o1")
+    two = score_pool(_cfg("score", [*over, f"store={tmp_path / 'b.sqlite'}", "search.workers=2",
+                                    "search.start_method=fork"]), tmp_path / "o2")
+    import pandas as pd
+
+    a, b = pd.read_csv(tmp_path / "o1" / "scores.csv"), pd.read_csv(tmp_path / "o2" / "scores.csv")
+    pd.testing.assert_frame_equal(a, b)  # every score the same number (same seeds, same builds)
+    assert Store(tmp_path / "b.sqlite").count_scores() == Store(tmp_path / "a.sqlite").count_scores() == 18
+    assert two["proxies"]["synflow"]["spearman"] == one["proxies"]["synflow"]["spearman"]

@@ -1,7 +1,9 @@
 """``hnas score``: score a pool of architectures with a list of proxies and correlate with truth.
 
 Scores go to (and come from) the store, so a re-run computes nothing already there and several processes
-(``pool.shard=i/n``) can fill one store. Writes ``scores.csv``, a PNG per proxy (score vs the ground-truth
+(``pool.shard=i/n``) can fill one store; or one command shards the pool over worker processes
+(``search.workers=N``) or Ray (``search.executor=ray``), its driver alone writing the store.
+Writes ``scores.csv``, a PNG per proxy (score vs the ground-truth
 ``target`` when a benchmark is configured) and ``result.json``:
 ``{"target", "n_archs", "fwd_bwd_median_s", "proxies": {NAME: {"spearman", "kendall", "n", "median_s",
 "n_failed"}}}`` — correlations oriented so that higher means the proxy agrees with accuracy.
@@ -63,7 +65,8 @@ def score_pool(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     target = cfg.get("target")
     bench = parts.benchmark if target else None  # checked (file, target column) before the long scoring
     dm = parts.datamodule
-    specs = ensure_scores(store, space, archs, names, dm, settings, parts.build_kwargs)
+    specs = ensure_scores(store, space, archs, names, dm, settings, parts.build_kwargs,
+                          executor=parts.parallelism.executor, parallel=parts.parallelism.parallel)
     pool = CandidatePool.from_store(store, space, archs, specs)
 
     # per-proxy seconds and failures, straight from the store rows

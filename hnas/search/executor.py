@@ -222,7 +222,7 @@ class LocalExecutor(Executor):
     @classmethod
     def from_spec(cls, spec: ExecutorSpec, factory: Callable[[], Any], call: Callable[[Any, Any], Any],
                   parallel: int, describe: Callable[[Any], str]) -> Executor:
-        if int(parallel) == 1 and spec.workers is None:
+        if spec.in_driver(parallel):
             return InlineExecutor(factory, call)  # one evaluation at a time: no worker process to start
         envs = spec.slot_envs(parallel)
         log.info("local executor: %d worker process(es) (%s)", len(envs),
@@ -397,6 +397,10 @@ class ExecutorSpec:
             return [{"CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)]} for i in range(n)]
         threads = str(max(1, (os.cpu_count() or 1) // n))
         return [{"HNAS_WORKER_THREADS": threads, "OMP_NUM_THREADS": threads} for _ in range(n)]
+
+    def in_driver(self, parallel: int) -> bool:
+        """True when work runs in the driver itself (``inline``, or ``local`` with one slot and no workers)."""
+        return self.kind == "inline" or (self.kind == "local" and int(parallel) == 1 and self.workers is None)
 
     def start(self, factory: Callable[[], Any], call: Callable[[Any, Any], Any], parallel: int = 1,
               describe: Callable[[Any], str] = str) -> Executor:
