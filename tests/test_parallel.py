@@ -428,3 +428,43 @@ def test_hnas_score_shards_the_pool_over_workers_and_stores_the_same_scores(fake
     pd.testing.assert_frame_equal(a, b)  # every score the same number (same seeds, same builds)
     assert Store(tmp_path / "b.sqlite").count_scores() == Store(tmp_path / "a.sqlite").count_scores() == 18
     assert two["proxies"]["synflow"]["spearman"] == one["proxies"]["synflow"]["spearman"]
+
+
+# ---------------------------------------------------------------- Hydra sweep launchers
+def test_a_two_job_sweep_runs_on_the_joblib_launcher(fake_nb201, tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher",
+                        reason="the joblib launcher plugin is installed by the dev extra (pip install -e '.[dev]')")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+           "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "hnas", "run", "-m", "+experiment=nb201_cifar10", "strategy=random",
+           "strategy.budget=5", "seed=0,1", f"benchmark.path={fake_nb201}", "logger=none", "plot=false",
+           f"store={tmp_path / 's.sqlite'}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+           f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = sorted((tmp_path / "sweep").rglob("result.json"))
+    assert len(results) == 2
+    seeds = sorted(json.loads(p.read_text())["seed"] for p in results)
+    assert seeds == [0, 1] and all(json.loads(p.read_text())["n_evaluations"] == 5 for p in results)
+    assert "Joblib.Parallel(n_jobs=2" in proc.stderr + proc.stdout  # the jobs went through joblib, 2 at a time
+
+
+def test_a_launcher_whose_plugin_is_missing_ends_in_one_line_naming_the_extra(monkeypatch, capsys):
+    from hnas import cli
+
+    monkeypatch.setitem(cli.LAUNCHER_PLUGINS, "joblib", ("hydra_plugins.no_such_launcher_plugin", "joblib"))
+    with pytest.raises(SystemExit) as e:
+        cli.main(["run", "-m", "seed=0,1", "hydra/launcher=joblib"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("error: hydra/launcher=joblib needs the Hydra plugin")
+    assert "pip install 'hnas[joblib]'" in err
+    # every launcher config in conf/ is covered by an extra of pyproject.toml
+    configs = {p.stem for p in (ROOT / "hnas" / "conf" / "hydra" / "launcher").glob("*.yaml")}
+    assert configs == set(cli.LAUNCHER_PLUGINS) == {"joblib", "submitit_slurm", "submitit_local"}
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for name, (module, extra) in cli.LAUNCHER_PLUGINS.items():
+        plugin = module.split(".")[-1].replace("_", "-")
+        assert any(d.startswith(plugin) for d in extras[extra]), (name, extras[extra])

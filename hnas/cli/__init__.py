@@ -36,6 +36,37 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+#: ``hydra/launcher=NAME`` -> (the Hydra plugin module it needs, the hnas extra that installs it)
+LAUNCHER_PLUGINS: dict[str, tuple[str, str]] = {
+    "joblib": ("hydra_plugins.hydra_joblib_launcher", "joblib"),
+    "submitit_slurm": ("hydra_plugins.hydra_submitit_launcher", "slurm"),
+    "submitit_local": ("hydra_plugins.hydra_submitit_launcher", "slurm"),
+}
+
+
+def check_launcher(argv: Sequence[str]) -> None:
+    """A sweep launcher whose Hydra plugin is not installed ends in one line naming the extra (Hydra itself
+    would end in a traceback, ``Unknown plugin class``)."""
+    import importlib.util
+
+    for arg in argv:
+        if not arg.startswith("hydra/launcher="):
+            continue
+        name = arg.partition("=")[2]
+        module, extra = LAUNCHER_PLUGINS.get(name, (None, None))
+        if module is None:
+            continue
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            print(f"error: hydra/launcher={name} needs the Hydra plugin {module.split('.')[-1]}, which is not "  # noqa: T201
+                  f"installed: pip install 'hnas[{extra}]' (or pip install -e '.[{extra}]' in a checkout)",
+                  file=sys.stderr)
+            sys.exit(2)
+
+
 def missing_value_message(e: MissingMandatoryValue) -> str:
     key = getattr(e, "full_key", None) or str(e)
     return f"config value {key} is missing (???): set it on the command line, e.g. {key}=..."
@@ -75,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> Any:
     if name not in COMMANDS:
         print(f"error: unknown command {name!r}; valid: {', '.join(COMMANDS)}\n\n{usage()}", file=sys.stderr)  # noqa: T201
         sys.exit(2)
+    check_launcher(rest)
     module, _, func = COMMANDS[name][0].partition(":")
     sys.argv = [f"hnas {name}", *rest]  # Hydra and argparse read sys.argv
     return getattr(importlib.import_module(module), func)()
