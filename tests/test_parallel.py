@@ -459,6 +459,7 @@ def test_a_launcher_whose_plugin_is_missing_ends_in_one_line_naming_the_extra(mo
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("error: hydra/launcher=joblib needs the Hydra plugin")
     assert "pip install 'hnas[joblib]'" in err
+    monkeypatch.undo()
     # every launcher config in conf/ is covered by an extra of pyproject.toml
     configs = {p.stem for p in (ROOT / "hnas" / "conf" / "hydra" / "launcher").glob("*.yaml")}
     assert configs == set(cli.LAUNCHER_PLUGINS) == {"joblib", "submitit_slurm", "submitit_local"}
