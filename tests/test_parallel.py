@@ -398,7 +398,9 @@ def test_hnas_run_with_search_parallel_and_the_run_ids_of_sequential_runs(fake_n
     assert config_hash(q4) != config_hash(seq)
     assert config_hash(_cfg("run", [*base, "search.parallel=4", "search.executor=ray"])) == config_hash(q4)
     res = run_experiment(q4, tmp_path / "out")
-    assert res["search"] == {"parallel": 4, "mode": "sync", "executor": "local"}
+    assert {k: res["search"][k] for k in ("parallel", "mode", "executor")} == {
+        "parallel": 4, "mode": "sync", "executor": "local"}
+    assert 0 < res["search"]["executor_start_s"] < res["search"]["search_wall_s"] <= res["wall_s"]
     assert len({h["arch"] for h in res["history"]}) == 20 == res["n_evaluations"]
     inline = run_experiment(_cfg("run", [*base, "search.parallel=4", "search.executor=inline",
                                          f"store={tmp_path / 't.sqlite'}"]), tmp_path / "out2")
@@ -469,3 +471,17 @@ def test_a_launcher_whose_plugin_is_missing_ends_in_one_line_naming_the_extra(mo
     for name, (module, extra) in cli.LAUNCHER_PLUGINS.items():
         plugin = module.split(".")[-1].replace("_", "-")
         assert any(d.startswith(plugin) for d in extras[extra]), (name, extras[extra])
+
+
+def test_the_ray_and_slurm_recipes_parse_and_run_one_search_on_ray():
+    scripts = [ROOT / "launch" / "ray" / f"{n}.sh" for n in ("head", "worker", "search")]
+    scripts.append(ROOT / "launch" / "slurm" / "ray_search.sbatch")
+    for path in scripts:
+        proc = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+        assert proc.returncode == 0, (path, proc.stderr)
+        assert os.access(path, os.X_OK), path
+    text = {p.name: p.read_text() for p in scripts}
+    assert "ray start --head" in text["head.sh"] and "ray start --address" in text["worker.sh"]
+    for name in ("search.sh", "ray_search.sbatch"):
+        assert "search.executor=ray" in text[name] and "search.ray.address=" in text[name]
+    assert text["ray_search.sbatch"].count("ray start") == 2 and "#SBATCH --nodes=" in text["ray_search.sbatch"]

@@ -62,5 +62,5 @@ def test_readme_commands_run_as_written(shared_data, tmp_path):
         proc = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, f"{cmd}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     results = sorted(work.rglob("result.json"))
-    assert len(results) == 4  # the single run and the three-seed sweep
+    assert len(results) == 5  # the single run, the three-seed sweep and the parallel run
     assert (work / "multirun" / "nb201_cifar10" / "table.md").read_text().count("| random |") == 1

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,9 +190,12 @@ class EvaluatorRecipe:
 
     def __init__(self, cfg: DictConfig, output_dir: str | Path) -> None:
         self.cfg = plain(cfg)
-        self.output_dir = str(output_dir)
+        self.output_dir = str(Path(output_dir).resolve())
+        self.cwd = os.getcwd()
 
     def __call__(self) -> Evaluator:
+        if Path(self.cwd).is_dir() and os.getcwd() != self.cwd:  # relative paths mean the driver's folder (a Ray
+            os.chdir(self.cwd)                                   # worker starts elsewhere); other nodes: theirs
         return Parts(OmegaConf.create(self.cfg), self.output_dir).evaluator
 
 

@@ -130,7 +130,9 @@ def result_dict(parts: Parts, pool: CandidatePool, evaluator: Evaluator, res: Se
         "n_evaluations": len(res.history), "search_cost_s": float(res.search_cost_s), "wall_s": None,
         "history": [history_entry(h) for h in res.history], "pool": pool.describe(), "replayed": int(res.n_replayed),
         "search": {"parallel": parts.parallelism.parallel, "mode": parts.parallelism.mode,
-                   "executor": parts.parallelism.executor.kind},
+                   "executor": parts.parallelism.executor.kind, "search_wall_s": round(res.wall_s, 3),
+                   "executor_start_s": round(res.executor_start_s, 3),
+                   "executor_stop_s": round(res.executor_stop_s, 3)},
     }
     metrics = (list(best["test"]) if best.get("test") else list(best["reference"]) if best.get("reference")
                else [parts.target] if parts.target else [])

@@ -39,6 +39,7 @@ from hnas.registry import Registry
 log = logging.getLogger(__name__)
 
 DEFAULT_RETRIES = 2
+WARM = "__hnas_warm__"  # the key of the message that makes a worker build its object
 
 
 class ExecutorError(HNASError, RuntimeError):
@@ -88,6 +89,9 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def busy(self) -> int:
         """Submitted and not returned by ``wait`` yet."""
+
+    def warm(self) -> None:  # noqa: B027 - optional hook
+        """Start every worker and build its object now, so that start-up is not mistaken for evaluation time."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the workers (idempotent)."""
@@ -169,7 +173,7 @@ def _worker_main(conn: Connection, factory: Callable[[], Any], call: Callable[[A
         try:
             if obj is None:
                 obj = factory()
-            reply = (key, True, call(obj, payload))
+            reply = (key, True, None if key == WARM else call(obj, payload))
         except BaseException as e:  # noqa: BLE001 - reported to the driver, which decides
             reply = (key, False, _portable(e))
         try:
@@ -269,6 +273,22 @@ class LocalExecutor(Executor):
                 slot.conn.send((job.key, job.payload))
             except (BrokenPipeError, OSError):  # died between is_alive and send: the sentinel reports it
                 pass
+
+    def warm(self) -> None:
+        for slot in self._slots:
+            if slot.process is None:
+                self._start(slot)
+                assert slot.conn is not None
+                slot.conn.send((WARM, None))
+        for slot in self._slots:
+            assert slot.conn is not None
+            try:
+                key, ok, result = slot.conn.recv()
+            except (EOFError, OSError):
+                raise ExecutorError(f"worker {slot.label} died while starting (exit status "
+                                    f"{slot.process.exitcode})") from None
+            if not ok:
+                raise result
 
     def submit(self, key: Any, payload: Any) -> str | None:
         if self._closed:

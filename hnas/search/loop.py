@@ -69,6 +69,8 @@ class SearchResult:
     n_replayed: int
     wall_s: float
     extra: dict[str, Any] = field(default_factory=dict)
+    executor_start_s: float = 0.0  # of wall_s: starting the workers (and building their evaluators)
+    executor_stop_s: float = 0.0  # of wall_s: stopping them
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -149,6 +151,7 @@ class SearchLoop:
         self.step = self.n_evaluated = self.n_replayed = 0  # step: the next step number to hand out
         self.best_value = -math.inf
         self._executor: Executor | None = None
+        self.executor_start_s = self.executor_stop_s = 0.0
 
     # ------------------------------------------------------------------ the steps
     def run(self) -> SearchResult:
@@ -164,7 +167,9 @@ class SearchLoop:
                     self._collect()
             finally:
                 if self._executor is not None:
+                    t1 = time.perf_counter()
                     self._executor.close()
+                    self.executor_stop_s = time.perf_counter() - t1
             return self._finish(time.perf_counter() - t0)
 
     def _load_log(self) -> None:
@@ -252,8 +257,14 @@ class SearchLoop:
 
     def _start_executor(self) -> Executor:
         if self._executor is None:
+            t0 = time.perf_counter()
             self._executor = self.executor_spec.start(self.evaluator_factory, evaluate, self.parallel,
                                                       describe=self.strategy.format)
+            self._executor.warm()
+            self.executor_start_s = time.perf_counter() - t0
+            if self._executor.name != "inline":
+                log.info("run %s: %s executor ready in %.1f s (%d slots)", self.run_id, self._executor.name,
+                         self.executor_start_s, self._executor.slots)
         return self._executor
 
     def _collect(self) -> None:
@@ -360,7 +371,8 @@ class SearchLoop:
         except StoreError as e:
             log.warning("run %s: strategy state not saved: %s", self.run_id, e)
         return SearchResult(self.run_id, self.strategy.name, self.history, best, self.cost, self.n_evaluated,
-                            self.n_replayed, wall_s, dict(self.strategy.summary()))
+                            self.n_replayed, wall_s, dict(self.strategy.summary()), self.executor_start_s,
+                            self.executor_stop_s)
 
 
 def run_search(strategy: Strategy, evaluator: Evaluator, store: Store, run_id: str,
