@@ -9,7 +9,8 @@ PIP := $(VENV)/bin/pip
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test test-all lint clean install install-dev paper-table own-scores own-table
+.PHONY: run test test-all lint clean install install-dev paper-table own-scores own-table bench-parallel \
+	parallel-quality
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +73,24 @@ own-table: own-scores
 	  $(PY) -m hnas run -m +experiment=nb201_$$ds strategy=$$st $$extra seed=$(SEEDS) $(NB201) logger=none \
 	    $(OWN_POOL) hydra.sweep.dir=results/own/nb201_$$ds || exit 1; done; done
 	$(PY) -m hnas report results/own --out results/own/table.md --plot results/own/trajectory.png
+
+# --- parallel evaluation (docs/results.md, "Parallel evaluation (issue 12)") -----------------------------------
+# Wall-time speedup of q = 2, 4, 8 over q = 1 (random search, T = 20, each query sleeping 0.5 s on average).
+bench-parallel: $(VENV)/.installed
+	$(PY) -m hnas bench-parallel --benchmark $(SHARED)/nb201/nb201.csv --q 1,2,4,8 --mode sync
+	$(PY) -m hnas bench-parallel --benchmark $(SHARED)/nb201/nb201.csv --q 1,2,4,8 --mode async
+
+# Quality of q = 4 vs q = 1 (synchronous batches) for RoBoT and HNAS on the 9,445-arch Suite-Zero pool, T = 20.
+# Suite-Zero has no NTK columns: HNAS runs its rule with M = grad_norm and kappa = M (a constant kappa/M term).
+# The inline executor evaluates a batch in the driver: a synchronous result does not depend on the executor.
+parallel-quality: $(VENV)/.installed
+	for q in 1 4; do for st in robot hnas; do \
+	  extra=$$( [ $$st = hnas ] && echo strategy.options.metric=grad_norm strategy.options.cond=grad_norm ); \
+	  $(PY) -m hnas run -m +experiment=nb201_cifar10 strategy=$$st $$extra seed=$(SEEDS) $(NB201) logger=none \
+	    proxies=suite_zero_cifar10 proxies.import_path=$(SHARED)/nb201/suite_zero_cifar10.csv \
+	    pool=table pool.path=$(SHARED)/nb201/suite_zero_cifar10.csv search.parallel=$$q search.executor=inline \
+	    hydra.sweep.dir=results/parallel/q$$q || exit 1; done; done
+	for q in 1 4; do $(PY) -m hnas report results/parallel/q$$q --out results/parallel/q$$q/table.md || exit 1; done
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
