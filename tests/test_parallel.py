@@ -19,6 +19,7 @@ from test_run import write_fake_nb201
 from test_strategies import ToyEvaluator, ToySpace, new_store, toy_pool, toy_value
 
 from hnas.bo import GP, BayesOpt, BOError
+from hnas.evaluators import Observation
 from hnas.search import Strategy, StrategyError, make_strategy, run_search
 from hnas.search.executor import Done, ExecutorError, ExecutorSpec, LocalExecutor, Prebuilt
 from hnas.store import Store
@@ -54,6 +55,41 @@ def test_q1_histories_equal_those_of_the_sequential_code(key):
     assert [h["arch"] for h in res.history] == want["history"]
     assert (res.best["arch"], res.best["value"], res.search_cost_s, res.extra) == (
         want["best"], want["best_value"], want["cost"], want["extra"])
+
+
+def test_q1_results_on_the_nb201_table_equal_those_of_the_sequential_code(shared_data, tmp_path):
+    """tests/data/q1_nb201_histories.json (commit 9a3bb80): random and HNAS through the loop, REA and random
+    through `hnas run`, on the real table with the Suite-Zero pool, seed 10, T = 20 (RoBoT: test_strategies)."""
+    import pandas as pd
+    from test_run import _cfg
+
+    from hnas.experiment.runner import run_experiment
+    from hnas.search import CandidatePool
+
+    want = json.loads((TESTS / "data" / "q1_nb201_histories.json").read_text())
+    nb = pd.read_csv(shared_data / "nb201" / "nb201.csv").set_index("index")
+    zc = pd.read_csv(shared_data / "nb201" / "suite_zero_cifar10.csv")
+    idx = zc["index"].to_numpy()
+    cols = {"grad_norm": "grad_norm", "snip": "snip", "grasp": "grasp", "fisher": "fisher", "synflow": "synflow",
+            "jacob_cov": "jacov"}
+    pool = CandidatePool([int(i) for i in idx], [str(i) for i in idx], {k: zc[v].to_numpy() for k, v in cols.items()})
+    val, cost = nb["cifar10_valid_12ep"].to_dict(), nb["cost_12ep_s"].to_dict()
+
+    class Table:
+        def evaluate(self, arch):
+            return Observation(val[arch], cost[arch])
+
+    for name, opts in want["options"].items():
+        res = run_search(make_strategy(name, None, pool, 20, 10, **opts), Table(), new_store(), name, 20)
+        assert [h["arch"] for h in res.history] == want["runs"][name]["history"], name
+        assert (res.best["arch"], res.search_cost_s) == (want["runs"][name]["best"], want["runs"][name]["cost"])
+    for name, run in want["run"].items():
+        over = [o.format(shared=shared_data) for o in want["run_overrides"]]
+        res = run_experiment(_cfg("run", [*over, f"strategy={name}", f"store={tmp_path / 's.sqlite'}"]),
+                             tmp_path / name)
+        assert res["run_id"] == run["run_id"]  # a sequential run keeps its run id
+        assert [h["arch"] for h in res["history"]] == run["history"], name
+        assert (res["best"]["arch"], res["best"]["test"]) == (run["best"], run["test"])
 
 
 # ---------------------------------------------------------------- batches
@@ -402,6 +438,14 @@ def test_hnas_run_with_search_parallel_and_the_run_ids_of_sequential_runs(fake_n
         "parallel": 4, "mode": "sync", "executor": "local"}
     assert 0 < res["search"]["executor_start_s"] < res["search"]["search_wall_s"] <= res["wall_s"]
     assert len({h["arch"] for h in res["history"]}) == 20 == res["n_evaluations"]
+    from hnas.experiment.build import EvaluatorRecipe
+
+    worker_side = EvaluatorRecipe(q4, tmp_path / "out")()  # what a worker builds from the config
+    first = res["history"][0]
+    assert (worker_side.evaluate(first["arch"]).value, worker_side.evaluate(first["arch"]).cost_s) == (
+        first["value"], first["cost_s"])
+    with pytest.raises(RuntimeError, match="only the driver may open the SQLite file"):
+        EvaluatorRecipe(q4, tmp_path).parts().store.trials("run")
     inline = run_experiment(_cfg("run", [*base, "search.parallel=4", "search.executor=inline",
                                          f"store={tmp_path / 't.sqlite'}"]), tmp_path / "out2")
     assert [h["arch"] for h in inline["history"]] == [h["arch"] for h in res["history"]]

@@ -196,7 +196,20 @@ class EvaluatorRecipe:
     def __call__(self) -> Evaluator:
         if Path(self.cwd).is_dir() and os.getcwd() != self.cwd:  # relative paths mean the driver's folder (a Ray
             os.chdir(self.cwd)                                   # worker starts elsewhere); other nodes: theirs
-        return Parts(OmegaConf.create(self.cfg), self.output_dir).evaluator
+        return self.parts().evaluator
+
+    def parts(self) -> Parts:
+        """The worker's Parts: built from the config, with a store that refuses every use."""
+        parts = Parts(OmegaConf.create(self.cfg), self.output_dir)
+        parts.__dict__["store"] = NoStore()  # a worker never opens the SQLite file (network filesystems)
+        return parts
+
+
+class NoStore:
+    """The store of a worker's Parts: any use is a bug (results travel back to the driver, which writes)."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"a worker process used the store ({name}); only the driver may open the SQLite file")
 
 
 class Parts:
