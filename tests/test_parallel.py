@@ -157,6 +157,8 @@ def test_the_generic_batch_of_a_sequential_strategy_uses_a_believer_copy():
     assert len({h["arch"] for h in r4.history}) == 12
     assert summary(r4) == summary(run_search(Greedy(space, None, 12, 5), ToyEvaluator(), new_store(), "g", 12,
                                              parallel=4))
+    ra = run_search(Greedy(space, None, 12, 5), ToyEvaluator(), new_store(), "g", 12, parallel=3, mode="async")
+    assert len({h["arch"] for h in ra.history}) == 12  # refills of 1 while 2 are pending: all from the copy
     r1 = run_search(Greedy(space, None, 12, 5), ToyEvaluator(), new_store(), "g", 12)
     seq, st1 = [], Greedy(space, None, 12, 5)
     while len(seq) < 12:
