@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import hnas.experiment  # noqa: F401 - registers hnas's OmegaConf resolvers for every composed config
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("HNAS_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
