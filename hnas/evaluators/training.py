@@ -106,6 +106,10 @@ class TrainingEvaluator(Evaluator):
         if self.gradient_clip_val is not None:
             args["gradient_clip_val"] = float(self.gradient_clip_val)
         args.update(self.trainer_kwargs)
+        if "precision" in args:  # `auto` (trainer=gpu/ddp): bf16-mixed where supported, else 16-mixed / 32-true
+            from hnas.training.precision import resolve_trainer_precision
+
+            args = resolve_trainer_precision(args)
         return args
 
     def evaluate(self, arch: Any) -> Observation:
