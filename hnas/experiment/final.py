@@ -286,6 +286,7 @@ def result_dict(cfg: DictConfig, space: str, arch: str, spec: ArchSpec, recipe: 
         "kind": "train", "space": space, "arch": arch, "source": spec.source, "recipe": recipe,
         "data": plain(cfg.data), "seed": int(cfg.get("seed", 0)), "epochs": int(trainer.current_epoch),
         "steps": steps, "world_size": int(trainer.world_size), "precision": str(args["precision"]),
+        "images_per_epoch": int(len(trainer.datamodule.fit_indices)) if trainer.datamodule is not None else None,
         "params": inference_parameters(module.net),
         "test": {"top1": pct("test/acc"), "top5": pct("test/acc_top5"),
                  "loss": float(metrics["test/loss"]) if "test/loss" in metrics else None},
