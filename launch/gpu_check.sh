@@ -154,8 +154,8 @@ fi
 
 # --- 4. one 12-epoch NB201 warm-up at batch 256 through the main job's training evaluator ------------------
 if $PY -m hnas run +experiment=cifar10 "${DATA[@]}" "${NET[@]}" pool=list "pool.archs=[6111]" \
-        strategy=random strategy.budget=1 evaluator.budget.max_epochs=null +evaluator.budget.max_steps="$WARM_STEPS" \
-        data.batch_size="$WARM_BATCH" data.valid_fraction=0.2 trainer=default +trainer.precision=auto \
+        strategy=random strategy.budget=1 evaluator.budget.max_epochs=null ++evaluator.budget.max_steps="$WARM_STEPS" \
+        data.batch_size="$WARM_BATCH" data.valid_fraction=0.2 trainer=default ++trainer.precision=auto \
         benchmark=none logger=none plot=false "store=$OUT/store.sqlite" "hydra.run.dir=$OUT/warmup" \
         > "$OUT/warmup.log" 2>&1; then
     $PY - "$OUT" "$WARM_STEPS" "$WARM_BATCH" <<'PYEOF'

@@ -158,7 +158,7 @@ def test_sigkill_mid_epoch_then_the_same_command_ends_with_the_same_weights(tmp_
 def test_ddp_sim_trains_on_two_processes_and_writes_one_result(tmp_path):
     out = tmp_path / "ddp"
     r = train_final(cfg([f"arch='{CELL}'", *tiny(64, 1, "trainer=ddp_sim")]), out)
-    assert r["world_size"] == 2 and r["steps"] == 2  # 64 images / 2 ranks / batch 16
+    assert r["world_size"] == 2 and r["steps"] == 2 and r["epochs"] == 1  # 64 images / 2 ranks / batch 16
     assert [p.relative_to(out) for p in out.rglob("result.json")] == [Path("result.json")]
     assert len(torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["hnas_rng_states"]) == 2
     assert 0.0 <= r["test"]["top1"] <= 100.0

@@ -27,13 +27,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("hnas.cli.run:main", "one search (Hydra): hnas run +experiment=NAME [overrides]"),
     "score": ("hnas.cli.score:main", "score a pool with proxies and correlate with a benchmark (Hydra)"),
-    "train": ("hnas.cli.train:main", "train ONE architecture with a final recipe (Hydra): hnas train arch=..."),
     "report": ("hnas.cli.report:main", "aggregate result.json files into a table and a trajectory plot"),
     "rbflex-protocol": ("hnas.cli.rbflex_protocol:main", "the RBFleX-NAS protocol: trials x sampled archs (Hydra)"),
     "nafbee-ranking": ("hnas.cli.nafbee_ranking:main", "RBFleX ranking of NAFBee's 11 activations (Hydra)"),
     "warmup-table": ("hnas.cli.warmup_table:main", "SiGeo/ZiCo rank correlation vs supernet warm-up (Hydra)"),
     "bench-proxies": ("hnas.cli.bench_proxies:main", "time a proxy suite against one forward+backward"),
     "nats-export": ("hnas.cli.nats_export:main", "export the official NATS-Bench topology file to the CSV"),
+    "train": ("hnas.cli.train:main", "train ONE architecture with a final recipe (Hydra): hnas train arch=..."),
 }
 
 

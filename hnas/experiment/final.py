@@ -235,11 +235,12 @@ def train_final(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any] | Non
             torch.cuda.synchronize()  # the last steps' kernels belong to the fit's time
         fit_s = time.perf_counter() - fit_t0
         steps = steps_done(trainer)
-        metrics = test_metrics(trainer, module, dm, args)
+        epochs = epochs_done(trainer, out / "checkpoints")
+        metrics = test_set_metrics(trainer, module, dm, args)
         if not trainer.is_global_zero:
             finished = True
             return None
-        result = result_dict(cfg, space.name, arch_str, spec, recipe, module, trainer, metrics, args, steps)
+        result = result_dict(cfg, space.name, arch_str, spec, recipe, module, trainer, metrics, args, steps, epochs)
         result.update(fit_s=round(fit_s, 3), wall_s=round(time.perf_counter() - t0, 3),
                       resumed_from=str(ckpt) if ckpt else None, weights_digest=weights_digest(module.net))
         save_weights(out / "model.pt", module, result)
@@ -258,7 +259,22 @@ def train_final(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any] | Non
                 wandb.finish(exit_code=0 if finished else 1)
 
 
-def test_metrics(trainer: Any, module: Any, dm: Any, args: dict[str, Any]) -> dict[str, Any]:
+def epochs_done(trainer: Any, checkpoints: Path) -> int:
+    """Epochs the fit completed: the trainer's count, or (a spawning strategy: this process's trainer never
+    stepped) the last checkpoint's, which rank 0 wrote at the end of its last epoch."""
+    if trainer.current_epoch > 0:
+        return int(trainer.current_epoch)
+    from hnas.training.resume import last_checkpoint
+
+    last = last_checkpoint(checkpoints)
+    if last is None:
+        return 0
+    import torch
+
+    return int(torch.load(last, map_location="cpu", weights_only=True)["epoch"]) + 1
+
+
+def test_set_metrics(trainer: Any, module: Any, dm: Any, args: dict[str, Any]) -> dict[str, Any]:
     """The test set's metrics. Under ``ddp`` every rank tests its shard (torchmetrics syncs the counts); under
     a spawning strategy the ranks are gone after the fit, and this process -- which holds the trained weights
     -- tests on one device instead of spawning them again."""
@@ -277,14 +293,15 @@ def is_wandb(logger: Any) -> bool:
 
 
 def result_dict(cfg: DictConfig, space: str, arch: str, spec: ArchSpec, recipe: dict[str, Any], module: Any,
-                trainer: Any, metrics: dict[str, Any], args: dict[str, Any], steps: int) -> dict[str, Any]:
+                trainer: Any, metrics: dict[str, Any], args: dict[str, Any], steps: int,
+                epochs: int) -> dict[str, Any]:
     """result.json of a training: what was trained, how, and its test accuracy (%, top-1/top-5)."""
     def pct(key: str) -> float | None:
         return None if key not in metrics else round(100.0 * float(metrics[key]), 4)
 
     return {
         "kind": "train", "space": space, "arch": arch, "source": spec.source, "recipe": recipe,
-        "data": plain(cfg.data), "seed": int(cfg.get("seed", 0)), "epochs": int(trainer.current_epoch),
+        "data": plain(cfg.data), "seed": int(cfg.get("seed", 0)), "epochs": epochs,
         "steps": steps, "world_size": int(trainer.world_size), "precision": str(args["precision"]),
         "images_per_epoch": int(len(trainer.datamodule.fit_indices)) if trainer.datamodule is not None else None,
         "params": inference_parameters(module.net),
