@@ -205,15 +205,18 @@ def train_final(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any] | Non
     spec = resolve_arch(cfg, space.name)
     arch = space.coerce(spec.arch)
     arch_str = space.format(arch)
-    ckpt = check_run_folder(out, {"space": space.name, "arch": arch_str, "recipe": recipe.get("name"),
-                                  "seed": seed, "source": spec.source}, bool(cfg.get("resume", True)))
+    keep = (plain(cfg.get("checkpoint")) or {}).get("keep", 1)
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < -1:
+        raise TrainError(f"checkpoint.keep must be an integer >= -1 (-1: every epoch's checkpoint), got {keep!r}")
     L.seed_everything(seed, workers=True, verbose=False)
     dm = parts.datamodule
     module = CandidateModule(space, arch, num_classes=dm.num_classes, seed=seed, build_kwargs=parts.build_kwargs,
                              **{k: recipe[k] for k in MODULE_KEYS if k in recipe})
+    # after every config check (data, network, recipe), so that bad input leaves nothing in the run folder
+    ckpt = check_run_folder(out, {"space": space.name, "arch": arch_str, "recipe": recipe.get("name"),
+                                  "seed": seed, "source": spec.source}, bool(cfg.get("resume", True)))
     run_name = f"train-{recipe.get('name', 'custom')}-{out.name}"
     logger = lightning_logger(cfg, out, run_name)
-    keep = int((plain(cfg.get("checkpoint")) or {}).get("keep", 1))
     callbacks: list[Any] = [
         ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="epoch{epoch:04d}", auto_insert_metric_name=False,
                         save_last=True, save_top_k=keep, every_n_epochs=1),
