@@ -152,6 +152,7 @@ def test_a_store_in_a_read_only_directory(tmp_path):
     (["warmup-table", "out=t.md", "fractions=[2]"], "error: fractions values must be numbers in [0, 1]"),
     (["bench-proxies", "--proxies", "bogus", "--n-archs", "1"], "error: unknown proxy 'bogus'; valid: "),
     (["nats-export", "nowhere", "out.csv"], "error: NATS-Bench topology file not found: nowhere"),
+    (["train", "recipe=darts_cifar10"], "error: no architecture to train: give arch=<architecture string or index>"),
     (["frobnicate"], "error: unknown command 'frobnicate'; valid: run, score, report"),
 ])
 def test_every_command_answers_bad_input_with_one_line_and_status_2(tmp_path, argv, expected):

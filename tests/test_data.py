@@ -24,7 +24,7 @@ from hnas.data import (
     build_datamodule,
 )
 from hnas.data import imagefolder as imagefolder_mod
-from hnas.data.transforms import BatchTransform, normalize, random_crop, random_crop_flip, random_hflip
+from hnas.data.transforms import BatchTransform, cutout, normalize, random_crop, random_crop_flip, random_hflip
 
 
 def synthetic(**kw):
@@ -53,6 +53,7 @@ def test_build_unknown_name_lists_valid_ones():
     ({"train_subset": 0}, "train_subset as a count must be >= 1, got 0"),
     ({"num_workers": -1}, "num_workers must be an int >= 0, got -1"),
     ({"crop_padding": -2}, "crop_padding must be an int >= 0, got -2"),
+    ({"cutout": -16}, "cutout must be an int >= 0 (the square's side in pixels; 0 = off), got -16"),
 ])
 def test_bad_options_name_the_value(kwargs, message):
     with pytest.raises(DataError) as e:
@@ -191,6 +192,38 @@ def test_train_loader_augments_and_covers_train_part():
     black = normalize(torch.zeros(1, 1, 1, 3, dtype=torch.uint8), dm.mean, dm.std)[0, :, 0, 0]
     has_black = (xa == black.view(1, 3, 1, 1)).all(dim=1).any()
     assert has_black and not (xp == black.view(1, 3, 1, 1)).all(dim=1).any()
+
+
+def test_cutout_zeroes_one_clipped_square_per_image():
+    """DARTS's rule: centre (cy, cx) uniform over the pixels, rows clip(cy - L/2, 0, H)..clip(cy + L/2, 0, H)."""
+    n, h, w, length = 300, 10, 12, 4
+    x = torch.arange(1, n * 2 * h * w + 1, dtype=torch.float32).view(n, 2, h, w)  # no zero anywhere
+    out = cutout(x.clone(), length, generator=torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)  # the same draws: centres first all rows, then all columns
+    cy, cx = torch.randint(0, h, (n,), generator=g), torch.randint(0, w, (n,), generator=g)
+    areas = set()
+    for i in range(n):
+        r0, r1 = max(int(cy[i]) - 2, 0), min(int(cy[i]) + 2, h)
+        c0, c1 = max(int(cx[i]) - 2, 0), min(int(cx[i]) + 2, w)
+        hole = torch.zeros(h, w, dtype=torch.bool)
+        hole[r0:r1, c0:c1] = True
+        assert torch.equal(out[i] == 0, hole.expand(2, h, w)) and torch.equal(out[i][:, ~hole], x[i][:, ~hole])
+        areas.add((r1 - r0) * (c1 - c0))
+    assert areas == {4, 6, 8, 9, 12, 16}  # clipped at corners (2x2) and edges, full 4x4 inside
+    assert torch.equal(cutout(x.clone(), 0), x)
+    with pytest.raises(ValueError, match="cutout expects a float batch"):
+        cutout(torch.zeros(2, 4, 4, 3, dtype=torch.uint8), 2)
+
+
+def test_cutout_is_a_training_data_option():
+    dm = synthetic(batch_size=64, cutout=4, crop_padding=0, flip_p=0.0, valid_fraction=0.5)
+    dm.setup()
+    x, _ = next(iter(dm.train_dataloader()))
+    assert dm.train_dataloader().collate_fn.cutout == 4 and dm.val_dataloader().collate_fn.augment is False
+    holes = (x == 0).all(dim=1).flatten(1).sum(1)  # zeroed pixels per image (all channels)
+    assert holes.min() >= 4 and holes.max() == 16  # a 2x2 corner at least, a full 4x4 square inside
+    xv, _ = next(iter(dm.val_dataloader()))
+    assert not (xv == 0).all(dim=1).any()  # held-out data is never cut
 
 
 def test_loader_with_worker_processes():

@@ -42,6 +42,7 @@ def test_the_readme_parser_sees_every_block():
     skipped = [skip for _, skip in blocks if skip is not None]
     assert len(blocks) >= 6 and len(run) >= 3 and all(len(s) > 10 for s in skipped)
     assert any(c.startswith("hnas run -m ") for c in run) and any(c.startswith("hnas report ") for c in run)
+    assert any(c.startswith("hnas train ") for c in run)
 
 
 def test_readme_commands_run_as_written(shared_data, tmp_path):
@@ -62,5 +63,7 @@ def test_readme_commands_run_as_written(shared_data, tmp_path):
         proc = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, f"{cmd}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     results = sorted(work.rglob("result.json"))
-    assert len(results) == 5  # the single run, the three-seed sweep and the parallel run
+    trained = [r for r in results if r.relative_to(work).parts[:2] == ("outputs", "train")]
+    assert len(results) - len(trained) == 5  # the single run, the three-seed sweep and the parallel run
+    assert len(trained) == 1 and '"kind": "train"' in trained[0].read_text()  # the cheap hnas train
     assert (work / "multirun" / "nb201_cifar10" / "table.md").read_text().count("| random |") == 1

@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench-proxies": ("hnas.cli.bench_proxies:main", "time a proxy suite against one forward+backward"),
     "bench-parallel": ("hnas.cli.bench_parallel:main", "wall-time speedup of q candidates at once (NB201 table)"),
     "nats-export": ("hnas.cli.nats_export:main", "export the official NATS-Bench topology file to the CSV"),
+    "train": ("hnas.cli.train:main", "train ONE architecture with a final recipe (Hydra): hnas train arch=..."),
 }
 
 

@@ -150,6 +150,7 @@ class HNASDataModule(L.LightningDataModule):
         eval_batch_size: int | None = None,
         pin_memory: bool = False,
         drop_last: bool = False,
+        cutout: int = 0,
     ) -> None:
         super().__init__()
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
@@ -168,6 +169,8 @@ class HNASDataModule(L.LightningDataModule):
             raise DataError(f"crop_padding must be an int >= 0, got {crop_padding!r}")
         if not 0.0 <= flip_p <= 1.0:
             raise DataError(f"flip_p must be in [0, 1], got {flip_p!r}")
+        if isinstance(cutout, bool) or not isinstance(cutout, int) or cutout < 0:
+            raise DataError(f"cutout must be an int >= 0 (the square's side in pixels; 0 = off), got {cutout!r}")
         self.root = Path(root).expanduser() if root is not None else None
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
@@ -181,6 +184,7 @@ class HNASDataModule(L.LightningDataModule):
         self.flip_p = float(flip_p)
         self.pin_memory = bool(pin_memory)
         self.drop_last = bool(drop_last)
+        self.cutout = cutout
         self._data: ArrayData | None = None
         self._stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None
         self._train_idx: Tensor | None = None
@@ -323,7 +327,7 @@ class HNASDataModule(L.LightningDataModule):
     # ----------------------------------------------------------------- loaders
     def _transform(self, augment: bool) -> BatchTransform:
         return BatchTransform(self.mean, self.std, augment=augment, padding=self.crop_padding,
-                              flip_p=self.flip_p)
+                              flip_p=self.flip_p, cutout=self.cutout)
 
     def _loader(self, dataset: ArrayDataset, train: bool) -> DataLoader:
         return DataLoader(

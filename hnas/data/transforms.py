@@ -76,6 +76,32 @@ def random_hflip(x: Tensor, p: float = 0.5, generator: torch.Generator | None = 
     return torch.where(flip[:, None, None, None], x.flip(2), x)
 
 
+def cutout(x: Tensor, length: int, generator: torch.Generator | None = None) -> Tensor:
+    """Zero one ``length`` x ``length`` square per image (DeVries & Taylor 2017; DARTS's ``--cutout``), in place.
+
+    ``x`` is a float (N, C, H, W) batch *after* normalisation, as in DARTS's pipeline, so the square holds the
+    dataset mean colour. The centre is uniform over all pixels and the square is clipped at the border (DARTS's
+    rule: rows ``clip(cy - length // 2, 0, H)`` to ``clip(cy + length // 2, 0, H)``, columns alike), so a
+    square near an edge covers fewer pixels. One vectorised mask for the whole batch.
+    """
+    if x.dim() != 4 or not x.dtype.is_floating_point:
+        raise ValueError(f"cutout expects a float batch of shape (N, C, H, W), got {x.dtype} {tuple(x.shape)}")
+    if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+        raise ValueError(f"cutout length must be an int >= 0, got {length!r}")
+    n, _, h, w = x.shape
+    if length == 0 or n == 0:
+        return x
+    cy = torch.randint(0, h, (n,), generator=generator)
+    cx = torch.randint(0, w, (n,), generator=generator)
+    half = length // 2
+    rows = torch.arange(h)
+    cols = torch.arange(w)
+    in_rows = (rows >= (cy - half).clamp(0, h)[:, None]) & (rows < (cy + half).clamp(0, h)[:, None])
+    in_cols = (cols >= (cx - half).clamp(0, w)[:, None]) & (cols < (cx + half).clamp(0, w)[:, None])
+    hole = in_rows[:, :, None] & in_cols[:, None, :]  # (N, H, W)
+    return x.masked_fill_(hole[:, None].to(x.device), 0.0)
+
+
 def normalize(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
     """uint8 (N, H, W, C) -> float32 (N, C, H, W) with ``(x / 255 - mean) / std`` per channel.
 
@@ -95,7 +121,7 @@ def normalize(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
 
 
 class BatchTransform:
-    """Collate function: stacks (if needed), augments and normalises one batch.
+    """Collate function: stacks (if needed), augments and normalises one batch (then cutout, when set).
 
     A plain class (not a closure) so DataLoader workers can pickle it. It takes either the
     ``(x_uint8_nhwc, y)`` pair that :class:`~hnas.data.base.ArrayDataset` returns for a whole batch, or a
@@ -103,12 +129,13 @@ class BatchTransform:
     """
 
     def __init__(self, mean: Sequence[float], std: Sequence[float], augment: bool, padding: int = 4,
-                 flip_p: float = 0.5) -> None:
+                 flip_p: float = 0.5, cutout: int = 0) -> None:
         self.mean = tuple(float(v) for v in mean)
         self.std = tuple(float(v) for v in std)
         self.augment = augment
         self.padding = padding
         self.flip_p = flip_p
+        self.cutout = cutout
 
     def __call__(self, batch: tuple[Tensor, Tensor] | list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
         if isinstance(batch, list):
@@ -118,8 +145,11 @@ class BatchTransform:
             x, y = batch
         if self.augment:
             x = random_crop_flip(x, self.padding, self.flip_p)
-        return normalize(x, self.mean, self.std), y
+        out = normalize(x, self.mean, self.std)
+        if self.augment and self.cutout:
+            out = cutout(out, self.cutout)
+        return out, y
 
     def __repr__(self) -> str:
         return (f"BatchTransform(mean={self.mean}, std={self.std}, augment={self.augment}, "
-                f"padding={self.padding}, flip_p={self.flip_p})")
+                f"padding={self.padding}, flip_p={self.flip_p}, cutout={self.cutout})")

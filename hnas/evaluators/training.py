@@ -145,6 +145,10 @@ class TrainingEvaluator(Evaluator):
         extra = dict(self.trainer_kwargs)
         args["callbacks"] = [*args["callbacks"], *extra.pop("callbacks", [])]
         args.update(extra)
+        if "precision" in args:  # `auto` (trainer=gpu/ddp): bf16-mixed where supported, else 16-mixed / 32-true
+            from hnas.training.precision import resolve_trainer_precision
+
+            args = resolve_trainer_precision(args)
         return args
 
     def evaluate(self, arch: Any) -> Observation:

@@ -119,7 +119,7 @@ def pool_archs(cfg_pool: Any, space: SearchSpace) -> list[Any]:
                               f"got {given!r}")
         if not given:
             raise ConfigError("pool.archs is empty; give architecture strings, e.g. pool.archs=['|...|']")
-        archs = [space.parse(str(a)) for a in given]
+        archs = [space.coerce(a if isinstance(a, int) and not isinstance(a, bool) else str(a)) for a in given]
     elif kind == "table":
         import pandas as pd
 

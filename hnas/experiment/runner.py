@@ -110,6 +110,11 @@ def run_experiment(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
         tracker.log_artifact(f"best-{parts.run_id}", output_dir / "result.json", "architecture")
     log.info("best %s value=%s test=%s%s -> %s", best["arch"], best["value"], best.get("test"),
              f" reference {best['reference']}" if best.get("reference") else "", output_dir / "result.json")
+    if cfg.get("train_best"):  # hnas train on the best architecture (train.recipe / the space's default recipe)
+        from hnas.experiment.final import train_best
+
+        result["train"] = train_best(cfg, result, output_dir / "train")
+        write_json(output_dir / "result.json", result)
     return result
 
 

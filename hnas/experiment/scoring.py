@@ -118,7 +118,7 @@ def ensure_scores(store: Store, space: SearchSpace, archs: Sequence[Any], names:
                         bar.update(len(chunks[done.key]))
     score_cached_many(store, space, list(archs), space.builder(datamodule.num_classes, **build_kwargs), proxies,
                       batch, seed=settings.init_seed, bn_mode=settings.bn_mode, dtype=settings.torch_dtype,
-                      num_classes=datamodule.num_classes, progress=progress)
+                      num_classes=datamodule.num_classes, progress=progress, device=settings.torch_device)
     log.info("proxy scores of %d architectures ready in %.1f s", len(archs), time.perf_counter() - t0)
     specs = []
     for name, proxy in zip(names, proxies):

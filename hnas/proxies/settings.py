@@ -29,7 +29,9 @@ def _int(name: str, value: Any, low: int) -> int:
 class ScoringSettings:
     """``batch_size`` images of the training split drawn with ``batch_seed`` (``batch_mode`` random or
     per_class); networks built under ``torch.manual_seed(init_seed)``; ``bn_mode``/``dtype`` None = each proxy's
-    own default; ``options``: {proxy name: {option: value}}."""
+    own default; ``options``: {proxy name: {option: value}}; ``device``: where networks are scored (None = the
+    CPU; ``cuda``, ``cuda:1``, or ``auto`` = a GPU when there is one). The device is not part of a score's cache
+    key: it changes how fast a score is computed, not what is computed."""
 
     batch_size: int = 64
     batch_seed: int = 0
@@ -38,6 +40,7 @@ class ScoringSettings:
     bn_mode: str | None = None
     dtype: str | None = None
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    device: str | None = None
 
     def __post_init__(self) -> None:
         _int("proxies.batch.size", self.batch_size, 1)
@@ -54,6 +57,12 @@ class ScoringSettings:
             raise ConfigError("proxies.options must map proxy names to option dicts, e.g. "
                               f"{{rbflex: {{n_images: 16}}}}, got {self.options!r}")
         object.__setattr__(self, "options", {str(k): dict(v) for k, v in self.options.items()})
+        if self.device is not None and str(self.device) != "auto":
+            try:
+                torch.device(str(self.device))
+            except (RuntimeError, ValueError):
+                raise ConfigError(f"proxies.device {self.device!r} is not a torch device (cpu, cuda, cuda:1) or "
+                                  "auto") from None
 
     @classmethod
     def from_config(cls, p: Mapping[str, Any]) -> ScoringSettings:
@@ -61,11 +70,26 @@ class ScoringSettings:
         b = dict(p.get("batch") or {})
         return cls(batch_size=b.get("size", 64), batch_seed=b.get("seed", 0), batch_mode=str(b.get("mode", "random")),
                    init_seed=p.get("init_seed", 0), bn_mode=p.get("bn_mode"), dtype=p.get("dtype"),
-                   options=dict(p.get("options") or {}))
+                   options=dict(p.get("options") or {}), device=p.get("device"))
 
     @property
     def torch_dtype(self) -> torch.dtype | None:
         return getattr(torch, self.dtype) if self.dtype else None
+
+    @property
+    def torch_device(self) -> torch.device | None:
+        """The scoring device (None: the CPU, where networks are built); ``auto`` resolves to ``cuda`` when a
+        GPU is visible; a CUDA device without a GPU is a ConfigError."""
+        if self.device is None:
+            return None
+        name = str(self.device)
+        if name == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = torch.device(name)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"proxies.device={name!r} but torch sees no CUDA GPU (torch {torch.__version__}); "
+                              "use proxies.device=cpu or auto")
+        return device
 
     def proxy(self, name: str) -> Proxy:
         """The registered proxy ``name`` with this run's options for it."""

@@ -108,6 +108,10 @@ class CandidateModule(L.LightningModule):
         self.train_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        # top-5 where it means something (more than 5 classes), on held-out data only: final training reports it
+        top5 = num_classes > 5
+        self.val_acc_top5 = MulticlassAccuracy(num_classes=num_classes, top_k=5, average="micro") if top5 else None
+        self.test_acc_top5 = MulticlassAccuracy(num_classes=num_classes, top_k=5, average="micro") if top5 else None
 
     # --- model -------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -151,6 +155,10 @@ class CandidateModule(L.LightningModule):
         self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=stage != "train",
                  sync_dist=stage != "train", batch_size=x.shape[0])
         self.log(f"{stage}/acc", metric, on_step=False, on_epoch=True, prog_bar=True, batch_size=x.shape[0])
+        top5 = {"val": self.val_acc_top5, "test": self.test_acc_top5}.get(stage)
+        if top5 is not None:
+            top5(logits.detach(), y)
+            self.log(f"{stage}/acc_top5", top5, on_step=False, on_epoch=True, batch_size=x.shape[0])
         return loss
 
     def training_step(self, batch, batch_idx):  # noqa: D102
