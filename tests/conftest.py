@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-import hnas.experiment  # noqa: F401 - registers hnas's OmegaConf resolvers for every composed config
-
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("HNAS_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
@@ -17,6 +15,9 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("WANDB_SILENT", "true")
 
+# after the environment above (torch reads OMP_NUM_THREADS when it is first imported): hnas's OmegaConf resolvers
+# for every config a test composes
+import hnas.experiment  # noqa: E402,F401
 
 #: CI sets this: there the real data must be present, and a test that needs it fails instead of skipping
 REQUIRE_SHARED_DATA = os.environ.get("HNAS_REQUIRE_SHARED_DATA") == "1"

@@ -19,6 +19,7 @@ SCRIPTS = ["launch/gpu_check.sh", "launch/prepare_offline.sh", "launch/torchrun.
            "launch/slurm/train_multinode.sbatch"]
 
 
+@pytest.mark.slow  # about a minute: the rehearsal of the GPU script (make test-all runs it)
 def test_gpu_check_tiny_prints_every_figure(tmp_path):
     env = {**os.environ, "PYTHON": sys.executable, "HNAS_GPU_CHECK_OUT": str(tmp_path / "out"),
            "HNAS_GPU_CHECK_DATA": str(tmp_path / "no-data"), "OMP_NUM_THREADS": "1"}

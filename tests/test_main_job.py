@@ -79,7 +79,7 @@ def test_a_training_search_prints_one_line_per_query_and_epoch_and_each_lightnin
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     assert out.count("GPU available:") == 1 and "Tip:" not in out + proc.stderr
-    assert out.count("warm-up epoch 1  steps 2  train loss") == 2
+    assert out.count("warm-up epoch 1  steps 2  train loss") == 2, out
     assert "query 1/2 " in out and "query 2/2 " in out and "left 1 queries" in out
     assert "scoring:" in proc.stderr  # the pool's scoring bar
     lines = [line.split("] - ", 1)[-1] for line in out.splitlines()]

@@ -124,14 +124,14 @@ class TrainingEvaluator(Evaluator):
         return {"reference": self.reference.fingerprint} if self.reference is not None else {}
 
     def _trainer_args(self) -> dict[str, Any]:
-        from hnas.training.progress import EpochLine, on_terminal
+        from hnas.training.progress import EpochLog, on_terminal
 
         bar = on_terminal()
         args: dict[str, Any] = {
             "logger": False, "enable_checkpointing": False, "enable_model_summary": False,
             "num_sanity_val_steps": 0, "limit_val_batches": 0, "enable_progress_bar": bar,
             "max_epochs": -1, "default_root_dir": self.default_root_dir,
-            "callbacks": [] if bar else [EpochLine()],
+            "callbacks": [] if bar else [EpochLog(label="warm-up epoch")],
         }
         b = self.budget
         if b.get("max_steps") is not None:

@@ -193,9 +193,10 @@ def train_final(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any] | Non
 
     from hnas.evaluators.training import steps_done, weights_digest
     from hnas.training.candidate import CandidateModule
-    from hnas.training.epoch_log import EpochLog
+    from hnas.training.progress import EpochLog, quiet_lightning
     from hnas.training.resume import ExactResume
 
+    quiet_lightning()
     t0 = time.perf_counter()
     out = Path(output_dir)
     seed = check_seed("seed", cfg.get("seed", 0))
