@@ -57,6 +57,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--C", type=int, default=16)
     p.add_argument("--N", type=int, default=5)
     p.add_argument("--scoring-batch", type=int, default=256, help="scoring images (4 chunks)")
+    p.add_argument("--sigeo-batching", choices=("split", "reference"), default="split",
+                   help="SiGeo's batching option (hnas.proxies.sigeo): split = the batch in 4 chunks; reference = "
+                   "64-sample chunks of the last 256 images, plus the reference's own 10-epoch warm-up of every "
+                   "candidate when --scoring-batch > 256 (identical to split at the default 256)")
     p.add_argument("--seed", type=int, default=0, help="supernet init / warm-up / scoring batch seed")
     p.add_argument("--cache-dir", default=None, help="warm-up checkpoints (default <hnas cache>/supernets)")
     p.add_argument("--device", default=None, help="scoring device (default cuda when available)")
@@ -99,13 +103,16 @@ def correlations(scores: list[float], truth: list[float]) -> tuple[float, float,
 
 
 def scores_path(cache: Path, warm_fp: str, archs: list[str], batch_fp: str, seed: int, warmed: bool,
-                device: str) -> Path:
+                device: str, options: dict[str, dict[str, Any]] | None = None) -> Path:
     """Where one fraction's scores are saved: named after everything they depend on, so a finished fraction is
-    reused by a later (or parallel) run of the table and a changed pool, batch or supernet is never mixed in."""
+    reused by a later (or parallel) run of the table and a changed pool, batch, supernet or proxy option is never
+    mixed in (``options``: the proxy options given on the command line; none keeps the earlier names)."""
     from hnas.proxies import get_proxy
 
     ident = {"supernet": warm_fp, "archs": archs, "batch": batch_fp, "seed": seed, "warmed": warmed,
              "device": device, "proxies": {p: get_proxy(p).version for p in PROXIES}}
+    if options:
+        ident["options"] = options
     digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
     return cache / "scores" / f"{warm_fp}-{digest}.json"
 
@@ -130,6 +137,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir() / "supernets"
     rows: list[dict[str, Any]] = []
     scores: dict[str, dict[str, list[float | None]]] = {}
+    options = {"sigeo": {"batching": args.sigeo_batching}} if args.sigeo_batching != "split" else {}
     for fraction in args.fractions:
         cfg = WarmupConfig(fraction=fraction, epochs=args.epochs, max_steps=args.max_steps,
                            batch_size=args.batch_size, seed=args.seed, C=args.C, N=args.N)
@@ -138,7 +146,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         t_warm = time.perf_counter() - t0
         key = f"{fraction:g}"
         saved = scores_path(cache, warm.fingerprint, names, batch.fingerprint, args.seed, warm.warmed,
-                            device.type)
+                            device.type, options)
         if saved.is_file() and not args.recompute:
             cached = json.loads(saved.read_text())
             scores[key], t_score = cached["scores"], cached["scoring_s"]
@@ -147,7 +155,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             warm.supernet.to(device)
             t0 = time.perf_counter()
             out = score_subnets(warm.supernet, archs, (batch.x, batch.y), PROXIES, warmed=warm.warmed,
-                                seed=args.seed, device=device)
+                                options=options, seed=args.seed, device=device)
             t_score = time.perf_counter() - t0
             scores[key] = {p: [s[p].value for s in out] for p in PROXIES}
             _atomic_write(saved, json.dumps({"archs": names, "scores": scores[key], "scoring_s": t_score}) + "\n")
@@ -161,6 +169,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     argv = args.argv if getattr(args, "argv", None) is not None else sys.argv[1:]
     return {"command": "python -m hnas.warmup_table " + " ".join(shlex.quote(a) for a in argv),
             "metric": args.metric, "pool_size": args.pool_size, "pool_seed": args.pool_seed,
+            "sigeo_batching": args.sigeo_batching,
             "n_train_images": len(dm.data.train_y), "device": str(device), "rows": rows,
             "archs": names, "truth": truth, "scores": scores}
 
@@ -171,7 +180,9 @@ def markdown(result: dict[str, Any], plot_name: str) -> str:
     head = "| proxy | " + " | ".join(f"{100 * f:g} % warm-up" for f in fracs) + " |"
     lines = [f"Spearman / Kendall vs `{result['metric']}`, {result['pool_size']} NB201 architectures "
              f"(pool seed {result['pool_seed']}), supernet mode, fractions of {result['n_train_images']} "
-             f"training images, device {result['device']}.", "", head,
+             f"training images, device {result['device']}"
+             + (f", SiGeo batching {result['sigeo_batching']}" if result.get("sigeo_batching", "split") != "split"
+                else "") + ".", "", head,
              "|---|" + "---|" * len(fracs)]
     for p in PROXIES:
         cells = []
