@@ -98,3 +98,10 @@ def test_reference_mode_needs_two_chunks_and_a_known_mode() -> None:
         run(64, batching="reference")
     with pytest.raises(ValueError, match=r"sigeo batching='naslib' is not one of: split, reference"):
         run(128, batching="naslib")
+
+
+def test_reference_batching_is_cached_under_its_own_key() -> None:
+    from hnas.proxies.registry import get_proxy
+
+    assert get_proxy("sigeo").options["batching"] == "split" and get_proxy("sigeo").key_name == "sigeo"
+    assert get_proxy("sigeo", batching="reference").key_name == "sigeo[batching=reference]"
