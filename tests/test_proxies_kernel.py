@@ -267,8 +267,9 @@ def rbf_net() -> nn.Sequential:
 RBF_X = [[1.0, 2.0], [0.5, -1.0], [2.0, 0.3]]
 
 
-def hand_rbf_features():
-    """Rows of X (ReLU outs ++ Tanh outs) and Y (Tanh outs) of rbf_net, by hand."""
+def hand_rbf_features(hooks: str = "activations"):
+    """Rows of X and Y (Tanh outs) of rbf_net, by hand. X: ReLU outs ++ Tanh outs (``activations``), ReLU outs
+    only (``reference``: 'ReLU' is not in Tanh's type name)."""
     w1 = [[1.0, 0.0], [0.0, 1.0], [1.0, -1.0]]
     b1 = [0.1, 0.0, 0.2]
     w2 = [[0.5, -0.3, 0.2], [0.1, 0.4, -0.6]]
@@ -276,7 +277,7 @@ def hand_rbf_features():
     for x in RBF_X:
         h = [max(w1[i][0] * x[0] + w1[i][1] * x[1] + b1[i], 0.0) for i in range(3)]
         t = [math.tanh(sum(w2[i][j] * h[j] for j in range(3))) for i in range(2)]
-        xs.append(h + t)
+        xs.append(h + t if hooks == "activations" else h)
         ys.append(t)
     return xs, ys
 
@@ -299,9 +300,10 @@ def hand_logdet_rbf(rows, gamma):
     return math.log(abs(det))
 
 
+@pytest.mark.parametrize("hooks", ["activations", "reference"])
 @pytest.mark.parametrize("per_image", [True, False])
-def test_rbflex_matches_hand_computation(per_image: bool) -> None:
-    xs, ys = hand_rbf_features()
+def test_rbflex_matches_hand_computation(per_image: bool, hooks: str) -> None:
+    xs, ys = hand_rbf_features(hooks)
     expected = 3 * (hand_logdet_rbf(xs, 0.5) + hand_logdet_rbf(ys, 0.8))
     ctx = ctx_for(
         rbf_net(),
@@ -310,6 +312,7 @@ def test_rbflex_matches_hand_computation(per_image: bool) -> None:
         gamma_q=0.8,
         n_images=3,
         per_image_forward=per_image,
+        hooks=hooks,
     )
     assert rbflex(ctx) == pytest.approx(expected, rel=1e-10)
 
@@ -332,8 +335,9 @@ def test_rbflex_all_none_nb201_cell_is_inf_not_a_number() -> None:
     assert ProxyScore.from_value(value).status == "inf"
 
 
-def test_hda_matches_hand_computation() -> None:
-    xs, ys = hand_rbf_features()
+@pytest.mark.parametrize("hooks", ["activations", "reference"])
+def test_hda_matches_hand_computation(hooks: str) -> None:
+    xs, ys = hand_rbf_features(hooks)
 
     def candidates(rows):
         means = [sum(r) / len(r) for r in rows]
@@ -345,7 +349,7 @@ def test_hda_matches_hand_computation() -> None:
             if var[i] + var[j] != 0
         ]
 
-    gk, gq = detect_gammas([rbf_net()], torch.tensor(RBF_X, dtype=T))
+    gk, gq = detect_gammas([rbf_net()], torch.tensor(RBF_X, dtype=T), hooks=hooks)
     assert gk == pytest.approx(min(candidates(xs)), rel=1e-12)
     assert gq == pytest.approx(min(candidates(ys)), rel=1e-12)
     # a second network joins the min: its own candidates (computed here from its layers) are smaller, so HDA
@@ -356,14 +360,14 @@ def test_hda_matches_hand_computation() -> None:
         other[0].bias.copy_(torch.tensor([2.0, 1.5, 0.4], dtype=T))
         h = torch.relu(other[0](torch.tensor(RBF_X, dtype=T)))
         t = torch.tanh(other[2](h))
-    xs2 = torch.cat([h, t], dim=1).tolist()
-    gk2, gq2 = detect_gammas([rbf_net(), other], torch.tensor(RBF_X, dtype=T))
+    xs2 = (torch.cat([h, t], dim=1) if hooks == "activations" else h).tolist()  # reference: Tanh is not hooked
+    gk2, gq2 = detect_gammas([rbf_net(), other], torch.tensor(RBF_X, dtype=T), hooks=hooks)
     assert min(candidates(xs2)) < gk
     assert gk2 == pytest.approx(min(candidates(xs2)), rel=1e-12)  # the second network's, not the first's
     assert gq2 == pytest.approx(min(gq, *candidates(t.tolist())), rel=1e-12)
     dup = torch.tensor([RBF_X[0], RBF_X[0], RBF_X[1]], dtype=T)
-    assert detect_gammas([rbf_net()], dup)[0] == 0.0
-    assert detect_gammas([rbf_net()], dup, positive_only=True)[0] > 0.0
+    assert detect_gammas([rbf_net()], dup, hooks=hooks)[0] == 0.0
+    assert detect_gammas([rbf_net()], dup, positive_only=True, hooks=hooks)[0] > 0.0
 
 
 # ---------------------------------------------------------------- Zen

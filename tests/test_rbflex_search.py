@@ -22,7 +22,7 @@ from hnas.proxies.rbflex import detect_gammas
 from hnas.proxies.runtime import score_network
 from hnas.proxies.settings import ScoringSettings
 from hnas.search import CandidatePool, PoolError, StrategyError, make_strategy
-from hnas.search.rbflex import hda_archs
+from hnas.search.rbflex import hda_archs, hda_for_scoring
 from hnas.spaces import get_space
 from hnas.store import Store
 
@@ -146,6 +146,23 @@ def test_protocol_argmax_per_trial_with_reset_test_accuracy_and_hda(dm, fake_nb2
         NB201.build = orig
     assert built == []
     assert [x["arch"] for x in again["trials_detail"]] == [x["arch"] for x in r["trials_detail"]]
+
+
+def test_hda_for_scoring_hooks_the_rule_of_the_rbflex_option(dm):
+    batch = dm.scoring_batch(16, 0)
+    nets = []
+    for a in hda_archs(NB201, 2, 5):
+        torch.manual_seed(0)
+        nets.append(NB201.build(a, num_classes=10, **TINY))
+    found = {}
+    for hooks in ("reference", "activations"):
+        settings = ScoringSettings(batch_size=16, batch_seed=0, options={"rbflex": {"n_images": 4, "hooks": hooks}})
+        res = hda_for_scoring(NB201, dm, settings, TINY, n_gamma=2, seed=5)
+        gk, gq = detect_gammas(nets, batch.x[:4], hooks=hooks)
+        assert (res.gamma_k, res.gamma_q) == pytest.approx((gk, gq), rel=1e-12)
+        assert res.hooks == hooks and res.as_dict()["hooks"] == hooks
+        found[hooks] = res.gamma_k
+    assert found["reference"] != pytest.approx(found["activations"], rel=1e-3)  # ReLUConvBN outputs count
 
 
 def test_trial_samples_are_distinct_uniform_draws_and_sizes_are_checked():

@@ -234,3 +234,40 @@ def test_warmup_table_on_a_tiny_synthetic_setup(tmp_path, monkeypatch):
     # a different scoring seed is a different file: scored afresh, never mixed with the saved one
     other = main([*argv[:-1], "seed=1", "fractions=[0]", f"out={tmp_path / 'seed1.md'}"])
     assert other["rows"][0]["scores_file"] not in {r["scores_file"] for r in result["rows"]}
+
+
+def test_warmup_table_passes_sigeo_batching_and_keeps_its_scores_apart(tmp_path, monkeypatch):
+    import numpy as np
+    from hydra import compose, initialize_config_module
+
+    import hnas.training.supernet
+    from hnas.cli.warmup_table import build_table
+
+    def main(overrides: list[str]) -> dict:
+        with initialize_config_module(config_module="hnas.conf", version_base="1.3"):
+            return build_table(compose("warmup_table", overrides=overrides), overrides)
+
+    space = get_space("nb201")
+    archs = space.sample_many(3, np.random.default_rng(0))
+    lines = ["index,arch,cifar10_test"] + [f"{space.index(a)},{space.format(a)},{v}"
+                                           for a, v in zip(archs, [91.0, 85.5, 93.2])]
+    (tmp_path / "nb201.csv").write_text("\n".join(lines) + "\n")
+    argv = [f"benchmark.path={tmp_path / 'nb201.csv'}", "data=synthetic", "+data.num_train=300",
+            "+data.shape=[3,8,8]", "+data.num_classes=4", "data.augment=false", "pool.size=3", "fractions=[0]",
+            "warmup.C=4", "warmup.N=1", "scoring_batch=128", "device=cpu", "accelerator=cpu",
+            f"cache_dir={tmp_path / 'cache'}"]
+    orig, seen = hnas.training.supernet.score_subnets, []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("options"))
+        return orig(*args, **kwargs)
+
+    monkeypatch.setattr(hnas.training.supernet, "score_subnets", spy)
+    split = main([*argv, f"out={tmp_path / 'split.md'}"])
+    ref = main([*argv, "sigeo_batching=reference", f"out={tmp_path / 'ref.md'}"])
+    assert seen == [{}, {"sigeo": {"batching": "reference"}}]  # the reference run did not reuse split's scores
+    assert ref["rows"][0]["scores_file"] != split["rows"][0]["scores_file"]
+    # 128 images: reference = 2 chunks of 64, split = 4 chunks of 32 -> other SiGeo values; ZiCo untouched
+    assert ref["scores"]["0"]["sigeo"] != split["scores"]["0"]["sigeo"]
+    assert ref["scores"]["0"]["zico"] == split["scores"]["0"]["zico"]
+    assert "SiGeo batching reference" in (tmp_path / "ref.md").read_text()

@@ -68,13 +68,16 @@ def correlations(scores: list[float | None], truth: list[float]) -> tuple[float,
 
 
 def scores_path(cache: Path, warm_fp: str, archs: list[str], batch_fp: str, seed: int, warmed: bool,
-                device: str) -> Path:
+                device: str, options: dict[str, dict[str, Any]] | None = None) -> Path:
     """Where one fraction's scores are saved: named after everything they depend on, so a finished fraction is
-    reused by a later (or parallel) run of the table and a changed pool, batch or supernet is never mixed in."""
+    reused by a later (or parallel) run of the table and a changed pool, batch, supernet or proxy option is never
+    mixed in (``options``: the proxy options given on the command line; none keeps the earlier names)."""
     from hnas.proxies import get_proxy
 
     ident = {"supernet": warm_fp, "archs": archs, "batch": batch_fp, "seed": seed, "warmed": warmed,
              "device": device, "proxies": {p: get_proxy(p).version for p in PROXIES}}
+    if options:
+        ident["options"] = options
     digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
     return cache / "scores" / f"{warm_fp}-{digest}.json"
 
@@ -103,13 +106,15 @@ def run(cfg: DictConfig, argv: list[str]) -> dict[str, Any]:
     warm_opts = dict(plain(cfg.warmup))
     rows: list[dict[str, Any]] = []
     scores: dict[str, dict[str, list[float | None]]] = {}
+    options = {"sigeo": {"batching": str(cfg.sigeo_batching)}} if cfg.sigeo_batching != "split" else {}
     for fraction in fractions:
         wcfg = WarmupConfig.from_dict({**warm_opts, "fraction": fraction, "seed": seed})
         t0 = time.perf_counter()
         warm = warm_up_supernet(dm, wcfg, cache, trainer={"accelerator": str(cfg.accelerator)})
         t_warm = time.perf_counter() - t0
         key = f"{fraction:g}"
-        saved = scores_path(cache, warm.fingerprint, names, batch.fingerprint, seed, warm.warmed, device.type)
+        saved = scores_path(cache, warm.fingerprint, names, batch.fingerprint, seed, warm.warmed, device.type,
+                            options)
         if saved.is_file() and not cfg.recompute:
             cached = json.loads(saved.read_text())
             scores[key], t_score = cached["scores"], cached["scoring_s"]
@@ -118,7 +123,7 @@ def run(cfg: DictConfig, argv: list[str]) -> dict[str, Any]:
             warm.supernet.to(device)
             t0 = time.perf_counter()
             out = score_subnets(warm.supernet, archs, (batch.x, batch.y), PROXIES, warmed=warm.warmed,
-                                seed=seed, device=device)
+                                options=options, seed=seed, device=device)
             t_score = time.perf_counter() - t0
             scores[key] = {p: [s[p].value for s in out] for p in PROXIES}
             atomic_write_text(saved, json.dumps({"archs": names, "scores": scores[key], "scoring_s": t_score}) + "\n")
@@ -131,6 +136,7 @@ def run(cfg: DictConfig, argv: list[str]) -> dict[str, Any]:
             log.info("%s at %g: Spearman %.3f Kendall %.3f", p, fraction, rho, tau)
     return {"command": "hnas warmup-table " + " ".join(shlex.quote(a) for a in argv),
             "metric": str(cfg.metric), "pool_size": int(cfg.pool.size), "pool_seed": int(cfg.pool.seed),
+            "sigeo_batching": str(cfg.sigeo_batching),
             "n_train_images": len(dm.data.train_y), "device": str(device), "rows": rows,
             "archs": names, "truth": truth, "scores": scores}
 
@@ -141,7 +147,9 @@ def markdown(result: dict[str, Any], plot_name: str) -> str:
     head = "| proxy | " + " | ".join(f"{100 * f:g} % warm-up" for f in fracs) + " |"
     lines = [f"Spearman / Kendall vs `{result['metric']}`, {result['pool_size']} NB201 architectures "
              f"(pool seed {result['pool_seed']}), supernet mode, fractions of {result['n_train_images']} "
-             f"training images, device {result['device']}.", "", head,
+             f"training images, device {result['device']}"
+             + (f", SiGeo batching {result['sigeo_batching']}" if result.get("sigeo_batching", "split") != "split"
+                else "") + ".", "", head,
              "|---|" + "---|" * len(fracs)]
     for p in PROXIES:
         cells = []

@@ -150,7 +150,7 @@ class CandidatePool:
         """The pool ``archs`` of ``space`` with score columns read from ``store`` as ``proxies`` specify.
 
         Scores whose status is not ``ok`` become NaN. A required proxy with no stored score for some
-        architecture raises a PoolError naming ``python -m hnas.score`` with the pool and proxies to run.
+        architecture raises a PoolError naming ``hnas score`` with the pool and proxies to run.
         """
         space_name = getattr(space, "name", str(space))
         spellings = [space.format(a) for a in archs]

@@ -8,7 +8,8 @@ per-trial reset is ``hnas.rbflex_search``.
 Kernel bandwidths: ``gammas="hda"`` (default) detects (γ_K, γ_Q) with HDA (``hnas.proxies.rbflex.
 detect_gammas``) over ``n_gamma`` networks sampled from the space (or, ``hda_from="pool"``, the pool's own
 networks -- the NAFBee variant, with ``positive_only=True``) on the first ``n_images`` images of the scoring
-batch, before the pool is scored; ``gammas="fixed"`` uses ``gamma_k``/``gamma_q`` (None: the proxy's
+batch, hooking the modules of the rbflex proxy's ``hooks`` rule (so HDA and the score see the same X), before
+the pool is scored; ``gammas="fixed"`` uses ``gamma_k``/``gamma_q`` (None: the proxy's
 registered constants of the official scripts). The pool scores are the ``rbflex`` proxy's, computed with
 those γ's through the store cache (the γ's are proxy options, so they are part of the cache key).
 
@@ -48,6 +49,7 @@ class HDAResult:
     n_images: int
     positive_only: bool
     seconds: float
+    hooks: str
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,9 +72,15 @@ def run_hda(
     build_kwargs: dict[str, Any] | None = None,
     init_seed: int = 0,
     positive_only: bool = False,
+    hooks: str | None = None,
 ) -> HDAResult:
-    """HDA over the networks of ``archs`` (each built under ``torch.manual_seed(init_seed)``) on ``inputs``."""
-    from hnas.proxies.rbflex import detect_gammas
+    """HDA over the networks of ``archs`` (each built under ``torch.manual_seed(init_seed)``) on ``inputs``,
+    X hooked by the rbflex rule ``hooks`` (None: the proxy's default)."""
+    from hnas.proxies.rbflex import HOOK_RULES, HOOKS, detect_gammas
+
+    hooks = HOOKS if hooks is None else str(hooks)
+    if hooks not in HOOK_RULES:
+        raise StrategyError(f"rbflex hooks={hooks!r} is not one of: {', '.join(HOOK_RULES)}")
 
     if inputs.shape[0] < 2:
         raise StrategyError(f"HDA needs at least 2 images, got {inputs.shape[0]}")
@@ -82,11 +90,11 @@ def run_hda(
         for a in archs:
             torch.manual_seed(init_seed)
             models.append(space.build(a, num_classes=num_classes, **(build_kwargs or {})))
-    gk, gq = detect_gammas(models, inputs, positive_only=positive_only)
+    gk, gq = detect_gammas(models, inputs, positive_only=positive_only, hooks=hooks)
     res = HDAResult(gk, gq, [space.format(a) for a in archs], int(inputs.shape[0]), bool(positive_only),
-                    time.perf_counter() - t0)
-    log.info("HDA over %d networks on %d images: gamma_k=%.6g gamma_q=%.6g (%.1f s)", len(archs),
-             res.n_images, gk, gq, res.seconds)
+                    time.perf_counter() - t0, hooks)
+    log.info("HDA over %d networks on %d images (hooks=%s): gamma_k=%.6g gamma_q=%.6g (%.1f s)", len(archs),
+             res.n_images, hooks, gk, gq, res.seconds)
     return res
 
 
@@ -200,14 +208,16 @@ def hda_for_scoring(
     seed: int = 0,
     positive_only: bool = False,
 ) -> HDAResult:
-    """HDA on the scoring batch of ``settings`` (its first ``n_images`` images, the rbflex option).
+    """HDA on the scoring batch of ``settings`` (its first ``n_images`` images and its ``hooks`` rule: the
+    rbflex options).
 
     ``archs`` None: ``n_gamma`` networks sampled from ``space`` with ``seed``; else those networks.
     """
-    n_images = int(settings.proxy("rbflex").options["n_images"])
+    rb = settings.proxy("rbflex").options
+    n_images = int(rb["n_images"])
     batch = settings.batch(datamodule)
     if not 2 <= n_images <= batch.x.shape[0]:
         raise StrategyError(f"rbflex n_images={n_images} must be in [2, scoring batch size {batch.x.shape[0]}]")
     nets = list(archs) if archs is not None else hda_archs(space, n_gamma, seed)
     return run_hda(space, nets, batch.x[:n_images], datamodule.num_classes, build_kwargs,
-                   init_seed=settings.init_seed, positive_only=positive_only)
+                   init_seed=settings.init_seed, positive_only=positive_only, hooks=str(rb["hooks"]))
