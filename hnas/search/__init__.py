@@ -17,6 +17,7 @@ STRATEGIES: dict[str, tuple[str, str]] = {
     "hnas": ("hnas.search.hnas_search", "HNAS"),
     "robot": ("hnas.search.robot", "RoBoT"),
     "gp_bo": ("hnas.search.gp_bo", "GPBO"),
+    "hybrid": ("hnas.search.hybrid", "Hybrid"),
     "sigeo": ("hnas.search.sigeo", "SiGeoSearch"),
     "rbflex": ("hnas.search.rbflex", "RBFleXSearch"),
 }
