@@ -26,6 +26,7 @@ OPTIONS = {
     "robot": {"metrics": ["good", "anti", "noise"], **FAST_BO},
     "hnas": {"scale": 100.0, "n_sample": 20, **FAST_BO},
     "rea": {"population_size": 4},
+    "hybrid": {"metrics": ["good", "anti", "noise"], "n_weights": 2048},
 }
 
 
@@ -92,7 +93,7 @@ def test_cost_budget_and_bad_budgets(tmp_path):
         run_search(make("rea"), ev, new_store(), "c", budget_cost_s=0)
 
 
-@pytest.mark.parametrize("name", ["robot", "hnas", "rea"])
+@pytest.mark.parametrize("name", ["robot", "hnas", "rea", "hybrid"])
 def test_resume_after_crash_is_exact(tmp_path, name):
     full = run_search(make(name), CountingEvaluator(), Store(tmp_path / "a.sqlite"), "run", 12)
     store = Store(tmp_path / "b.sqlite")
@@ -155,7 +156,7 @@ def _run_script(tmp_path: Path, name: str, store: Path, out: Path, sleep: float)
     )
 
 
-@pytest.mark.parametrize("name", ["robot", "hnas", "rea"])
+@pytest.mark.parametrize("name", ["robot", "hnas", "rea", "hybrid"])
 def test_sigkill_mid_search_then_resume(tmp_path, name):
     """A subprocess search killed with SIGKILL after k logged trials; the rerun evaluates only the rest."""
     store_path, out = tmp_path / "s.sqlite", tmp_path / "res.json"

@@ -1,4 +1,5 @@
-"""NATS size space end to end: proxies on its networks, and random / rbflex / robot with the training evaluator."""
+"""NATS size space end to end: proxies on its networks, and random / rbflex / robot / hybrid with the training
+evaluator."""
 
 from __future__ import annotations
 
@@ -59,6 +60,7 @@ TINY_RUN = ["data=synthetic", "+data.num_train=64", "+data.shape=[3,16,16]", "da
     ("random", []),
     ("rbflex", ["strategy.options.gammas=fixed", "+proxies.options.rbflex={gamma_k:0.001,gamma_q:0.01}"]),
     ("robot", []),
+    ("hybrid", []),
 ])
 def test_strategies_run_with_the_training_evaluator(strategy, extra, tmp_path):
     from hnas.experiment.runner import run_experiment as run

@@ -103,7 +103,7 @@ def group_runs(runs: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[st
     return dict(sorted(groups.items()))
 
 
-def _target(r: dict[str, Any]) -> str | None:
+def target_metric(r: dict[str, Any]) -> str | None:
     """The run's target test metric (result.json ``target``), else its only/first test metric."""
     test = r["best"].get("test") or {}
     t = r.get("target")
@@ -120,7 +120,7 @@ def markdown_table(runs: list[dict[str, Any]]) -> str:
             "best observed", "evaluations", "T0", "search cost (s)", "wall (s)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (exp, strat), rs in groups.items():
-        target = _target(rs[0])
+        target = target_metric(rs[0])
         cells = [exp, strat, str(len(rs)), target or "–"]
         cells.append(_mean_std([(r["best"].get("test") or {}).get(target, math.nan) for r in rs]))
         optima = [((r.get("pool") or {}).get("optimum") or {}).get(target) for r in rs]
@@ -202,7 +202,7 @@ def plot_trajectories(runs: list[dict[str, Any]], path: str | Path) -> Path:
 def _plot_metric(rs: list[dict[str, Any]]) -> str | None:
     """The test metric to plot: the runs' target (``_target``) when every history entry has it, else None
     (the observed value is plotted then)."""
-    m = _target(rs[0])
+    m = target_metric(rs[0])
     if m and all(all(m in (h.get("test") or {}) for h in r["history"]) for r in rs):
         return m
     return None

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("hnas.cli.run:main", "one search (Hydra): hnas run +experiment=NAME [overrides]"),
     "score": ("hnas.cli.score:main", "score a pool with proxies and correlate with a benchmark (Hydra)"),
     "report": ("hnas.cli.report:main", "aggregate result.json files into a table and a trajectory plot"),
+    "efficiency": ("hnas.cli.efficiency:main", "query efficiency of runs: test accuracy after k queries"),
     "rbflex-protocol": ("hnas.cli.rbflex_protocol:main", "the RBFleX-NAS protocol: trials x sampled archs (Hydra)"),
     "nafbee-ranking": ("hnas.cli.nafbee_ranking:main", "RBFleX ranking of NAFBee's 11 activations (Hydra)"),
     "warmup-table": ("hnas.cli.warmup_table:main", "SiGeo/ZiCo rank correlation vs supernet warm-up (Hydra)"),

@@ -15,6 +15,7 @@ STRATEGIES: Registry[type[Strategy]] = Registry("strategy", {
     "hnas": "hnas.search.hnas_search:HNAS",
     "robot": "hnas.search.robot:RoBoT",
     "gp_bo": "hnas.search.gp_bo:GPBO",
+    "hybrid": "hnas.search.hybrid:Hybrid",
     "sigeo": "hnas.search.sigeo:SiGeoSearch",
     "rbflex": "hnas.search.rbflex:RBFleXSearch",
 }, StrategyError)
