@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "nafbee-ranking": ("hnas.cli.nafbee_ranking:main", "RBFleX ranking of NAFBee's 11 activations (Hydra)"),
     "warmup-table": ("hnas.cli.warmup_table:main", "SiGeo/ZiCo rank correlation vs supernet warm-up (Hydra)"),
     "bench-proxies": ("hnas.cli.bench_proxies:main", "time a proxy suite against one forward+backward"),
+    "bench-warmup": ("hnas.cli.bench_warmup:main", "seconds per warm-up step of an NB201 candidate"),
     "bench-parallel": ("hnas.cli.bench_parallel:main", "wall-time speedup of q candidates at once (NB201 table)"),
     "nats-export": ("hnas.cli.nats_export:main", "export the official NATS-Bench topology file to the CSV"),
     "train": ("hnas.cli.train:main", "train ONE architecture with a final recipe (Hydra): hnas train arch=..."),

@@ -14,6 +14,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -22,11 +23,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from hnas.data.errors import DataError
 from hnas.data.scoring import ScoringBatch, fingerprint, select_scoring_indices
-from hnas.data.transforms import BatchTransform, normalize
+from hnas.data.transforms import BatchTransform, normalize, stack_uint8
 
 log = logging.getLogger(__name__)
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
+#: where batches are augmented and normalised: auto (on the accelerator when training on one), loader, device
+TRANSFORM_ON: tuple[str, ...] = ("auto", "loader", "device")
 
 
 def default_cache_dir() -> Path:
@@ -151,6 +154,7 @@ class HNASDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         drop_last: bool = False,
         cutout: int = 0,
+        transform_on: str = "auto",
     ) -> None:
         super().__init__()
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
@@ -164,6 +168,9 @@ class HNASDataModule(L.LightningDataModule):
         if isinstance(split_seed, bool) or not isinstance(split_seed, int):
             raise DataError(f"split_seed must be an int, got {split_seed!r}")
         _check_fraction_or_count(train_subset, "train_subset", allow_zero=False)
+        if transform_on not in TRANSFORM_ON:
+            raise DataError(f"transform_on {transform_on!r} is not one of: {', '.join(TRANSFORM_ON)}")
+        self.transform_on = transform_on
         padding = self.DEFAULT_CROP_PADDING if crop_padding is None else crop_padding
         if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
             raise DataError(f"crop_padding must be an int >= 0, got {crop_padding!r}")
@@ -329,13 +336,31 @@ class HNASDataModule(L.LightningDataModule):
         return BatchTransform(self.mean, self.std, augment=augment, padding=self.crop_padding,
                               flip_p=self.flip_p, cutout=self.cutout)
 
+    def transforms_on_device(self) -> bool:
+        """Augment and normalise on the accelerator (``on_after_batch_transfer``), the loader only stacking uint8
+        batches: ``transform_on`` ``device``, or ``auto`` with a Trainer whose device is not the CPU. On the CPU
+        (``auto``) the loader's collate does it, as before -- the same work in the same process."""
+        if self.transform_on != "auto":
+            return self.transform_on == "device"
+        trainer = getattr(self, "trainer", None)
+        return trainer is not None and trainer.strategy.root_device.type != "cpu"
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """The uint8 batch, now on the training device: crop/flip (training only), normalise, cutout, there."""
+        if not (isinstance(batch, (tuple, list)) and len(batch) == 2 and isinstance(batch[0], Tensor)
+                and batch[0].dtype == torch.uint8 and batch[0].dim() == 4):
+            return batch  # already transformed by the loader
+        training = bool(getattr(self, "trainer", None) is not None and self.trainer.training)
+        return self._transform(augment=training and self.augment)(tuple(batch))
+
     def _loader(self, dataset: ArrayDataset, train: bool) -> DataLoader:
+        on_device = self.transforms_on_device()
         return DataLoader(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
             shuffle=train,
             num_workers=self.num_workers,
-            collate_fn=self._transform(augment=train and self.augment),
+            collate_fn=stack_uint8 if on_device else self._transform(augment=train and self.augment),
             pin_memory=self.pin_memory,
             drop_last=train and self.drop_last,
             persistent_workers=self.num_workers > 0,

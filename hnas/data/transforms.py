@@ -1,7 +1,10 @@
 """Batched image transforms in plain torch (no torchvision): uint8 NHWC in, normalised float NCHW out.
 
 Working on a whole batch at once costs one gather instead of one Python call per image, which is what
-makes a CPU epoch fast; the crop runs on uint8 before the float conversion to touch 4x fewer bytes.
+makes a CPU epoch fast; the crop runs on uint8 before the float conversion to touch 4x fewer bytes. Every
+tensor is made on the batch's device, so the same functions run on a GPU batch (``HNASDataModule`` does that
+after the uint8 batch is on the accelerator); random draws come from ``generator`` (on its device) or, without
+one, from the batch's device's default generator.
 """
 
 from __future__ import annotations
@@ -18,18 +21,29 @@ def _check_nhwc_uint8(x: Tensor) -> None:
                          f"{tuple(x.shape)}")
 
 
+def _randint(high: int, n: int, x: Tensor, generator: torch.Generator | None) -> Tensor:
+    device = generator.device if generator is not None else x.device
+    return torch.randint(0, high, (n,), generator=generator, device=device).to(x.device)
+
+
+def _rand(n: int, x: Tensor, generator: torch.Generator | None) -> Tensor:
+    device = generator.device if generator is not None else x.device
+    return torch.rand(n, generator=generator, device=device).to(x.device)
+
+
 def _gather_windows(x: Tensor, padding: int, oy: Tensor, ox: Tensor, flip: Tensor | None) -> Tensor:
     """One flat ``index_select`` that cuts window (oy, ox) of each zero-padded image, mirrored where
     ``flip``; crop and flip together cost about as much as one copy of the batch."""
     n, h, w, c = x.shape
     hp, wp = h + 2 * padding, w + 2 * padding
     padded = torch.nn.functional.pad(x, (0, 0, padding, padding, padding, padding)) if padding else x
-    cols = torch.arange(w).expand(n, w)
+    dev = x.device
+    cols = torch.arange(w, device=dev).expand(n, w)
     if flip is not None:
         cols = torch.where(flip[:, None], w - 1 - cols, cols)
     cols = cols + ox[:, None]
-    rows = oy[:, None] + torch.arange(h)
-    idx = torch.arange(n)[:, None, None] * (hp * wp) + rows[:, :, None] * wp + cols[:, None, :]
+    rows = oy[:, None] + torch.arange(h, device=dev)
+    idx = torch.arange(n, device=dev)[:, None, None] * (hp * wp) + rows[:, :, None] * wp + cols[:, None, :]
     return padded.reshape(-1, c).index_select(0, idx.view(-1)).view(n, h, w, c)
 
 
@@ -48,9 +62,9 @@ def random_crop_flip(x: Tensor, padding: int, flip_p: float = 0.5,
     n = x.shape[0]
     if n == 0:
         return x
-    oy = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
-    ox = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
-    flip = torch.rand(n, generator=generator) < flip_p
+    oy = _randint(2 * padding + 1, n, x, generator)
+    ox = _randint(2 * padding + 1, n, x, generator)
+    flip = _rand(n, x, generator) < flip_p
     return _gather_windows(x, padding, oy, ox, flip)
 
 
@@ -62,8 +76,8 @@ def random_crop(x: Tensor, padding: int, generator: torch.Generator | None = Non
     if padding == 0 or x.shape[0] == 0:
         return x
     n = x.shape[0]
-    oy = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
-    ox = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    oy = _randint(2 * padding + 1, n, x, generator)
+    ox = _randint(2 * padding + 1, n, x, generator)
     return _gather_windows(x, padding, oy, ox, None)
 
 
@@ -72,7 +86,7 @@ def random_hflip(x: Tensor, p: float = 0.5, generator: torch.Generator | None = 
     _check_nhwc_uint8(x)
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"flip probability must be in [0, 1], got {p}")
-    flip = torch.rand(x.shape[0], generator=generator) < p
+    flip = _rand(x.shape[0], x, generator) < p
     return torch.where(flip[:, None, None, None], x.flip(2), x)
 
 
@@ -91,15 +105,15 @@ def cutout(x: Tensor, length: int, generator: torch.Generator | None = None) -> 
     n, _, h, w = x.shape
     if length == 0 or n == 0:
         return x
-    cy = torch.randint(0, h, (n,), generator=generator)
-    cx = torch.randint(0, w, (n,), generator=generator)
+    cy = _randint(h, n, x, generator)
+    cx = _randint(w, n, x, generator)
     half = length // 2
-    rows = torch.arange(h)
-    cols = torch.arange(w)
+    rows = torch.arange(h, device=x.device)
+    cols = torch.arange(w, device=x.device)
     in_rows = (rows >= (cy - half).clamp(0, h)[:, None]) & (rows < (cy + half).clamp(0, h)[:, None])
     in_cols = (cols >= (cx - half).clamp(0, w)[:, None]) & (cols < (cx + half).clamp(0, w)[:, None])
     hole = in_rows[:, :, None] & in_cols[:, None, :]  # (N, H, W)
-    return x.masked_fill_(hole[:, None].to(x.device), 0.0)
+    return x.masked_fill_(hole[:, None], 0.0)
 
 
 def normalize(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
@@ -114,10 +128,18 @@ def normalize(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
         raise ValueError(f"mean/std need one value per channel ({c}), got {len(mean)} and {len(std)}")
     if any(s <= 0 for s in std):
         raise ValueError(f"std values must be > 0, got {list(std)}")
-    m = torch.tensor([255.0 * v for v in mean], dtype=torch.float32).view(1, c, 1, 1)
-    s = torch.tensor([255.0 * v for v in std], dtype=torch.float32).view(1, c, 1, 1)
+    m = torch.tensor([255.0 * v for v in mean], dtype=torch.float32, device=x.device).view(1, c, 1, 1)
+    s = torch.tensor([255.0 * v for v in std], dtype=torch.float32, device=x.device).view(1, c, 1, 1)
     out = x.permute(0, 3, 1, 2).contiguous().to(torch.float32)
     return out.sub_(m).div_(s)
+
+
+def stack_uint8(batch: tuple[Tensor, Tensor] | list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    """Collate without transforming: the uint8 (N, H, W, C) batch and its labels, 4x fewer bytes to move to an
+    accelerator than normalised floats; the transform then runs there (``HNASDataModule.on_after_batch_transfer``)."""
+    if isinstance(batch, list):
+        return torch.stack([b[0] for b in batch]), torch.as_tensor([int(b[1]) for b in batch], dtype=torch.long)
+    return batch
 
 
 class BatchTransform:

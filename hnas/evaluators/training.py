@@ -12,12 +12,15 @@ reference for the reader of how good the architecture that real training chose i
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import Any
 
 from hnas.errors import ConfigError
 from hnas.evaluators.base import BuildContext, Evaluator, Observation
+
+log = logging.getLogger(__name__)
 
 BUDGET_KEYS = ("max_steps", "max_epochs", "max_time")
 
@@ -71,6 +74,7 @@ class TrainingEvaluator(Evaluator):
         if gcv is not None and (isinstance(gcv, bool) or not isinstance(gcv, (int, float)) or not gcv > 0):
             raise ConfigError(f"evaluator.gradient_clip_val={gcv!r} must be a number > 0 (or null: no clipping)")
         self.gradient_clip_val = gcv
+        self._announced = False
         self.reference = reference
         self.reference_metrics = list(reference_metrics or [])
         if reference is not None:
@@ -153,6 +157,7 @@ class TrainingEvaluator(Evaluator):
 
     def evaluate(self, arch: Any) -> Observation:
         import lightning as L
+        import torch
 
         from hnas.training.candidate import CandidateModule
         from hnas.training.progress import on_terminal, quiet_lightning
@@ -164,6 +169,15 @@ class TrainingEvaluator(Evaluator):
                                  **self.candidate_kwargs)
         t0 = time.perf_counter()
         trainer = L.Trainer(**self._trainer_args())
+        on_gpu = trainer.strategy.root_device.type == "cuda"
+        if not self._announced:
+            self._announced = True
+            log.info("warm-ups on %s%s, precision %s", trainer.strategy.root_device,
+                     f" ({torch.cuda.get_device_name(trainer.strategy.root_device)}), channels_last, cudnn.benchmark"
+                     if on_gpu else "", trainer.precision)
+        if on_gpu:  # the fast layout and kernel choice for convolutions on a GPU (same numbers otherwise)
+            torch.backends.cudnn.benchmark = True
+            module = module.to(memory_format=torch.channels_last)
         trainer.fit(module, datamodule=self.datamodule)
         train_s = time.perf_counter() - t0
         trained = weights_digest(module)

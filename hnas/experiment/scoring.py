@@ -46,15 +46,18 @@ class Scorer:
     settings. ``score(archs)`` runs exactly the driver's ``score_cached_many`` and returns the rows to store."""
 
     def __init__(self, space: SearchSpace, num_classes: int, build_kwargs: dict[str, Any], proxies: list[Any],
-                 batch: Any, seed: int, bn_mode: str | None, dtype: Any) -> None:
+                 batch: Any, settings: ScoringSettings) -> None:
         self.space, self.num_classes, self.build_kwargs, self.proxies = space, num_classes, build_kwargs, proxies
-        self.batch, self.seed, self.bn_mode, self.dtype = batch, seed, bn_mode, dtype
+        self.batch, self.settings = batch, settings
 
     def score(self, archs: list[Any]) -> list[Any]:
+        """Score in this process (the device resolves here: a worker sees the GPU it was given)."""
         out = _Collector()
+        s = self.settings
         score_cached_many(out, self.space, archs, self.space.builder(self.num_classes, **self.build_kwargs),
-                          self.proxies, self.batch, seed=self.seed, bn_mode=self.bn_mode, dtype=self.dtype,
-                          num_classes=self.num_classes, progress=False)
+                          self.proxies, self.batch, seed=s.init_seed, bn_mode=s.bn_mode, dtype=s.torch_dtype,
+                          num_classes=self.num_classes, progress=False, device=s.torch_device,
+                          device_tag=s.device_tag)
         return out.rows
 
 
@@ -73,7 +76,8 @@ def missing_archs(store: Store, space: SearchSpace, archs: Sequence[Any], proxie
     keys = [space.key(space.coerce(a)) for a in archs]
     have = []
     for p in proxies:
-        k = score_key(space.name, "", p, settings.init_seed, batch.fingerprint, settings.bn_mode, settings.torch_dtype)
+        k = score_key(space.name, "", p, settings.init_seed, batch.fingerprint, settings.bn_mode, settings.torch_dtype,
+                      settings.device_tag)
         have.append(store.get_scores(k.space, k.proxy, k.version, k.seed, k.batch_fp, k.bn_mode, k.dtype,
                                      arch_ids=keys))
     firsts = dict.fromkeys(k for k in keys if any(k not in h for h in have))
@@ -95,8 +99,7 @@ def ensure_scores(store: Store, space: SearchSpace, archs: Sequence[Any], names:
     t0 = time.perf_counter()
     spec = executor or ExecutorSpec("inline")
     todo = [] if spec.in_driver(parallel) else missing_archs(store, space, archs, proxies, batch, settings)
-    scorer = Scorer(space, datamodule.num_classes, dict(build_kwargs), proxies, batch, settings.init_seed,
-                    settings.bn_mode, settings.torch_dtype)
+    scorer = Scorer(space, datamodule.num_classes, dict(build_kwargs), proxies, batch, settings)
     started = spec.start(Prebuilt(scorer), score_chunk, parallel, describe=_chunk) if todo else nullcontext()
     with started as ex:
         if ex is not None:
@@ -118,12 +121,13 @@ def ensure_scores(store: Store, space: SearchSpace, archs: Sequence[Any], names:
                         bar.update(len(chunks[done.key]))
     score_cached_many(store, space, list(archs), space.builder(datamodule.num_classes, **build_kwargs), proxies,
                       batch, seed=settings.init_seed, bn_mode=settings.bn_mode, dtype=settings.torch_dtype,
-                      num_classes=datamodule.num_classes, progress=progress, device=settings.torch_device)
+                      num_classes=datamodule.num_classes, progress=progress, device=settings.torch_device,
+                      device_tag=settings.device_tag)
     log.info("proxy scores of %d architectures ready in %.1f s", len(archs), time.perf_counter() - t0)
     specs = []
     for name, proxy in zip(names, proxies):
         k = score_key(space.name, "", proxy, settings.init_seed, batch.fingerprint, settings.bn_mode,
-                      settings.torch_dtype)
+                      settings.torch_dtype, settings.device_tag)
         specs.append(ScoreSpec(k.proxy, name=name, version=k.version, seed=k.seed, batch_fp=k.batch_fp,
                                bn_mode=k.bn_mode, dtype=k.dtype))
     return specs

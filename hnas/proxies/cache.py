@@ -22,6 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from hnas.proxies.registry import Proxy
+from hnas.proxies.reproducible import seeded
 from hnas.proxies.result import ProxyScore
 from hnas.proxies.runtime import infer_num_classes, resolve_proxies, score_network
 from hnas.spaces.base import Arch, SearchSpace
@@ -44,11 +45,17 @@ def _unpack_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None, str]:
     )
 
 
-def score_key(space: str, arch_id: str, p: Proxy, seed: int, fp: str, bn_mode: str | None, dtype: Any) -> Any:
-    """The store key of proxy ``p``'s score: name + non-default options, version, init seed, batch, BN mode, dtype."""
-    from hnas.store import ScoreKey
+def score_key(space: str, arch_id: str, p: Proxy, seed: int, fp: str, bn_mode: str | None, dtype: Any,
+              device_tag: str | None = None) -> Any:
+    """The store key of proxy ``p``'s score: name + non-default options, version, init seed, batch, BN mode, dtype
+    -- and, for a score computed on another device than the CPU (``device_tag``, e.g. ``cuda``), that device
+    in the dtype field (``float32@cuda``): a GPU score is never read as a CPU one unless the run declares them
+    equivalent (``proxies.device_equivalent=true``, then ``device_tag`` is None)."""
+    from hnas.store import ScoreKey, dtype_name
 
-    return ScoreKey(space, arch_id, p.key_name, p.version, seed, fp, bn_mode or p.bn_mode, dtype or p.dtype)
+    name = dtype_name(dtype or p.dtype)
+    return ScoreKey(space, arch_id, p.key_name, p.version, seed, fp, bn_mode or p.bn_mode,
+                    f"{name}@{device_tag}" if device_tag else name)
 
 
 def score_cached(
@@ -103,6 +110,7 @@ def score_cached_many(
     num_classes: int | None = None,
     source: str = "hnas",
     progress: bool = True,
+    device_tag: str | None = None,
     **score_kwargs: Any,
 ) -> list[dict[str, ProxyScore]]:
     """``score_cached`` for a pool: the store is read once per proxy (bulk), then each architecture with a
@@ -113,7 +121,7 @@ def score_cached_many(
     keys = [space.key(a) for a in arch_list]
     cached: dict[str, dict[str, ProxyScore]] = {}
     for p in resolved:
-        k = score_key(space.name, "", p, seed, fp, bn_mode, dtype)
+        k = score_key(space.name, "", p, seed, fp, bn_mode, dtype, device_tag)
         cached[p.name] = store.get_scores(
             k.space, k.proxy, k.version, k.seed, k.batch_fp, k.bn_mode, k.dtype, arch_ids=keys
         )
@@ -123,8 +131,7 @@ def score_cached_many(
         have = {p.name: cached[p.name].get(key) for p in resolved}
         missing = [p for p in resolved if have[p.name] is None]
         if missing:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
+            with seeded(seed):
                 model = model_factory(arch)
             n_built += 1
             nc = num_classes if num_classes is not None else infer_num_classes(model)
@@ -138,10 +145,11 @@ def score_cached_many(
                 bn_mode=bn_mode,
                 dtype=dtype,
                 device=device,
+                copy=False,  # built for this call alone: the last group scores it without a deep copy
                 **score_kwargs,
             )
             rows = [
-                (score_key(space.name, key, p, seed, fp, bn_mode, dtype), new[p.name], source)
+                (score_key(space.name, key, p, seed, fp, bn_mode, dtype, device_tag), new[p.name], source)
                 for p in missing
                 if new[p.name].status in CACHED_STATUSES
             ]

@@ -197,7 +197,7 @@ def naswot_kernel(ctx: ProxyContext) -> torch.Tensor:
 
 def _finish_kernel(k: torch.Tensor | None, n: int) -> torch.Tensor:
     # a network without activation modules has K = 0 (singular): log|det| = -inf, reported as such
-    return torch.zeros(n, n, dtype=torch.float64) if k is None else k.cpu()
+    return torch.zeros(n, n, dtype=torch.float64, device="cpu") if k is None else k.cpu()
 
 
 def compute_pass(ctx: ProxyContext, items: set[str], temperature: float = 1.0) -> dict[str, Any]:
@@ -308,7 +308,8 @@ def compute_pass(ctx: ProxyContext, items: set[str], temperature: float = 1.0) -
             (
                 None
                 if i not in fisher
-                else (fisher[i] / n if fisher[i] is not None else torch.zeros(m.weight.shape[0]))
+                else (fisher[i] / n if fisher[i] is not None
+                      else torch.zeros(m.weight.shape[0], device=m.weight.device))
             )
             for i, m in enumerate(layers)
         ]

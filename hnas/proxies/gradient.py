@@ -72,11 +72,11 @@ def fisher(ctx: ProxyContext) -> float:
     if mode not in ("numel", "channel"):
         raise ValueError(f"fisher weighting {mode!r} is not one of ('numel', 'channel')")
     per_layer = ctx.main_pass("fisher")["fisher"]
-    total = torch.zeros((), dtype=torch.float64)
+    total = torch.zeros((), dtype=torch.float64, device=ctx.device)
     for (_, m), sq in zip(ctx.weight_layers(), per_layer):
         if sq is None:
             continue
         delta = 0.5 * sq.double().abs()
         scale = m.weight[0].numel() if mode == "numel" else 1
-        total = total + delta.sum().cpu() * scale
+        total = total + delta.sum() * scale  # accumulated on the device: one host sync, below
     return float(total)

@@ -36,7 +36,7 @@ def jacob_cov_score(jac: torch.Tensor, method: str = "eig") -> float:
     """
     if method not in EIG_METHODS:
         raise ValueError(f"jacob_cov eig method {method!r} is not one of {EIG_METHODS}")
-    corr = _corrcoef(jac)
+    corr = _corrcoef(jac).cpu()  # a small matrix: the CPU eigensolvers beat cuSolver's geev/syevd at this size
     if not torch.isfinite(corr).all():
         return math.nan  # a constant Jacobian row (e.g. output independent of the input)
     if method == "eigvalsh":
@@ -64,11 +64,11 @@ def epe_nas_score(jac: torch.Tensor, labels: torch.Tensor, n_classes: int) -> fl
 
     Classes appear in the order of first occurrence; a class with one sample has the 1×1 matrix [1].
     """
-    labels = labels.detach().cpu()
+    labels = labels.detach().to(jac.device)  # the class masks index the Jacobian where it lives
     if labels.dim() == 2:  # one-hot / soft labels (TNB101 style): class = argmax
         labels = labels.argmax(dim=1)
     scores: list[torch.Tensor] = []
-    for c in dict.fromkeys(labels.tolist()):
+    for c in dict.fromkeys(labels.cpu().tolist()):
         rows = jac[labels == c]
         corr = _corrcoef(rows)
         s = torch.log(corr.abs() + _K).sum()

@@ -61,11 +61,11 @@ def tenas_crops(inputs: torch.Tensor, n_crops: int, gen: torch.Generator) -> tor
     n, c, h, w = inputs.shape
     if h < 3 or w < 3:
         raise ValueError(f"tenas_crops needs images of at least 3x3, got {h}x{w}")
-    img = torch.randint(n, (n_crops,), generator=gen)
-    ch = torch.randint(c, (n_crops,), generator=gen)
-    top = torch.randint(h - 2, (n_crops,), generator=gen)
-    left = torch.randint(w - 2, (n_crops,), generator=gen)
-    dy, dx = torch.meshgrid(torch.arange(3), torch.arange(3), indexing="ij")
+    g = gen.device  # the draws follow the generator (the same crops on every device), the indexing the inputs
+    img, ch, top, left = (torch.randint(k, (n_crops,), generator=gen, device=g).to(inputs.device)
+                          for k in (n, c, h - 2, w - 2))
+    dy, dx = torch.meshgrid(torch.arange(3, device=inputs.device), torch.arange(3, device=inputs.device),
+                            indexing="ij")
     crops = inputs[img[:, None, None], ch[:, None, None], top[:, None, None] + dy, left[:, None, None] + dx]
     return crops[:, None].expand(n_crops, c, 3, 3).contiguous()
 

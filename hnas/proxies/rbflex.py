@@ -145,7 +145,8 @@ def rbflex_score(x_feat: torch.Tensor, y_feat: torch.Tensor, gamma_k: float, gam
     n = x_feat.shape[0]
     k = rbf_kernel(minmax_columns(x_feat.double()), gamma_k)
     q = rbf_kernel(minmax_columns(y_feat.double()), gamma_q)
-    return float(n * (torch.linalg.slogdet(k).logabsdet + torch.linalg.slogdet(q).logabsdet))
+    # N x N kernels (N = a few images): slogdet on the CPU, no GPU solver launch and sync per call
+    return float(n * (torch.linalg.slogdet(k.cpu()).logabsdet + torch.linalg.slogdet(q.cpu()).logabsdet))
 
 
 @register_proxy(

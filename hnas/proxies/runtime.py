@@ -10,8 +10,10 @@ to the context up front (``ctx.planned``), so the first proxy that asks computes
 Timing: ``ProxyScore.seconds`` is the wall time of the proxy's own call; a shared pass is charged to the first
 proxy that triggered it (the later ones only pay their reduction), and the copy of the network is not charged.
 
-Determinism: torch's RNG is re-seeded with ``seed`` before each group's copy and before each proxy call
-(inside ``torch.random.fork_rng``, so the caller's RNG state is untouched): a proxy's value does not depend on
+Determinism: the CPU generator (and, on a CUDA device, that device's generator; hnas.proxies.reproducible) is
+re-seeded with ``seed`` before each group's copy and before each proxy call (inside a fork of exactly those
+generators, so the caller's RNG state is untouched; float32 stays IEEE float32: no TF32 while scoring):
+a proxy's value does not depend on
 which other proxies ran before it.
 
 BN modes: ``train`` (batch statistics; the default of most proxies and of the references), ``eval`` (running
@@ -30,7 +32,7 @@ NTK/zen/... family unless their module says otherwise) get status ``oom``.
 
 from __future__ import annotations
 
-import copy
+import copy as copy_module
 import logging
 import math
 import time
@@ -42,6 +44,7 @@ from torch import nn
 
 from hnas.proxies.context import PASS_ITEMS, ProxyContext
 from hnas.proxies.registry import BN_MODES, Proxy, ProxyError, get_proxy
+from hnas.proxies.reproducible import ieee_float32, reseed, seeded
 from hnas.proxies.result import ProxyScore
 
 logger = logging.getLogger(__name__)
@@ -69,14 +72,15 @@ def remove_batchnorm(model: nn.Module) -> nn.Module:
 
 
 def prepare_network(
-    model: nn.Module, bn_mode: str, dtype: torch.dtype, device: torch.device | str | None = None
+    model: nn.Module, bn_mode: str, dtype: torch.dtype, device: torch.device | str | None = None,
+    copy: bool = True,
 ) -> nn.Module:
-    """A deep copy of ``model`` in ``bn_mode``, cast to ``dtype`` (floating tensors only), on ``device``,
-    with every parameter requiring grad (proxies differentiate w.r.t. weights even if the caller froze
-    them)."""
+    """``model`` (a deep copy unless ``copy`` is False) in ``bn_mode``, cast to ``dtype`` (floating tensors
+    only), on ``device``, with every parameter requiring grad (proxies differentiate w.r.t. weights even if the
+    caller froze them)."""
     if bn_mode not in BN_MODES:
         raise ProxyError(f"bn_mode {bn_mode!r} is not one of {BN_MODES}")
-    net = copy.deepcopy(model)
+    net = copy_module.deepcopy(model) if copy else model
     if bn_mode == "off":
         net = remove_batchnorm(net)
     net.to(device=device, dtype=dtype)
@@ -141,7 +145,7 @@ def _run_proxy(proxy: Proxy, ctx: ProxyContext, seed: int, max_splits: int) -> P
     t0 = time.perf_counter()
     while True:
         try:
-            torch.manual_seed(seed)
+            reseed(seed, ctx.device)
             value = _to_float(proxy.fn(ctx))
             _sync(ctx.device)
             return ProxyScore.from_value(value, seconds=time.perf_counter() - t0)
@@ -179,12 +183,14 @@ def score_network(
     options: dict[str, dict[str, Any]] | None = None,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = nn.functional.cross_entropy,
     max_splits: int = 64,
+    copy: bool = True,
 ) -> dict[str, ProxyScore]:
     """Score ``model`` with every proxy of ``proxies`` on one batch; ``{proxy name: ProxyScore}`` in order.
 
     ``bn_mode`` / ``dtype`` None use each proxy's registered default; a value overrides it for all.
-    ``options``: ``{proxy name: {option: value}}``. ``model`` itself is never modified
-    (proxies run on copies).
+    ``options``: ``{proxy name: {option: value}}``. ``model`` itself is never modified (proxies run on copies),
+    unless ``copy=False``: a caller that built the network for this call alone gives it away, and the last
+    group of proxies then runs on it without a deep copy.
     """
     resolved = resolve_proxies(proxies, options)
     if bn_mode is not None and bn_mode not in BN_MODES:
@@ -207,9 +213,9 @@ def score_network(
         groups.setdefault(key + ((p.name,) if p.mutates else ()), []).append(p)
 
     results: dict[str, ProxyScore] = {}
-    cuda = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
-        for key, group in groups.items():
+    last = len(groups) - 1
+    with seeded(seed, device), ieee_float32(device):
+        for gi, (key, group) in enumerate(groups.items()):
             g_bn, g_dtype = key[0], key[1]
             todo = []
             for p in group:
@@ -221,9 +227,9 @@ def score_network(
                     todo.append(p)
             if not todo:
                 continue
-            torch.manual_seed(seed)
-            try:
-                net = prepare_network(model, g_bn, g_dtype, device)
+            reseed(seed, device)
+            try:  # the caller's network is only used in place when it gave it away (copy=False), by the last group
+                net = prepare_network(model, g_bn, g_dtype, device, copy=copy or gi < last)
             except Exception as e:  # e.g. a module deepcopy cannot handle
                 status = "oom" if is_oom(e) else "error"
                 for p in todo:

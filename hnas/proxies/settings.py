@@ -30,8 +30,10 @@ class ScoringSettings:
     """``batch_size`` images of the training split drawn with ``batch_seed`` (``batch_mode`` random or
     per_class); networks built under ``torch.manual_seed(init_seed)``; ``bn_mode``/``dtype`` None = each proxy's
     own default; ``options``: {proxy name: {option: value}}; ``device``: where networks are scored (None = the
-    CPU; ``cuda``, ``cuda:1``, or ``auto`` = a GPU when there is one). The device is not part of a score's cache
-    key: it changes how fast a score is computed, not what is computed."""
+    CPU; ``cuda``, ``cuda:1``, or ``auto`` = a GPU when there is one). A score computed on a GPU carries the device
+    type in its cache key (float32 is IEEE float32 there: scoring turns TF32 off, but the order of floating-point
+    operations differs from the CPU's), so it is never read as a CPU score -- unless ``device_equivalent`` declares
+    them interchangeable (e.g. after checking their agreement with launch/gpu_check.sh)."""
 
     batch_size: int = 64
     batch_seed: int = 0
@@ -41,6 +43,7 @@ class ScoringSettings:
     dtype: str | None = None
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     device: str | None = None
+    device_equivalent: bool = False
 
     def __post_init__(self) -> None:
         _int("proxies.batch.size", self.batch_size, 1)
@@ -70,7 +73,8 @@ class ScoringSettings:
         b = dict(p.get("batch") or {})
         return cls(batch_size=b.get("size", 64), batch_seed=b.get("seed", 0), batch_mode=str(b.get("mode", "random")),
                    init_seed=p.get("init_seed", 0), bn_mode=p.get("bn_mode"), dtype=p.get("dtype"),
-                   options=dict(p.get("options") or {}), device=p.get("device"))
+                   options=dict(p.get("options") or {}), device=p.get("device"),
+                   device_equivalent=bool(p.get("device_equivalent", False)))
 
     @property
     def torch_dtype(self) -> torch.dtype | None:
@@ -90,6 +94,14 @@ class ScoringSettings:
             raise ConfigError(f"proxies.device={name!r} but torch sees no CUDA GPU (torch {torch.__version__}); "
                               "use proxies.device=cpu or auto")
         return device
+
+    @property
+    def device_tag(self) -> str | None:
+        """What the score keys record of the device: None on the CPU (or when declared equivalent), else its type."""
+        device = self.torch_device
+        if device is None or device.type == "cpu" or self.device_equivalent:
+            return None
+        return device.type
 
     def proxy(self, name: str) -> Proxy:
         """The registered proxy ``name`` with this run's options for it."""

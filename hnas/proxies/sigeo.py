@@ -183,12 +183,15 @@ def sigeo(ctx: ProxyContext) -> float:
     score = zico_from_terms(s_terms)  # -inf when no layer has a nonzero S (see zico)
     if lam2 != 0:
         fr = 0.0
+        dots = []
         for layer, s in enumerate(s_terms):
             if s is None:
                 continue
             g_sum = torch.stack([chunk[layer] for chunk in grads]).sum(dim=0)
             theta = weights[layer].detach().flatten().double()
-            fr += abs(float((g_sum * theta).sum()))
+            dots.append((g_sum * theta).sum())
+        for d in (torch.stack(dots).cpu().tolist() if dots else []):  # one host sync, the same sum order
+            fr += abs(d)
         score += lam2 * 2.0 * math.log(fr + 1e-5)
     if lam3 != 0:
         score -= lam3 * last_loss

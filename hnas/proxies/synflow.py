@@ -46,7 +46,7 @@ def synflow_layer_sums(ctx: ProxyContext) -> torch.Tensor:
             [
                 (w.detach().double() * g.double()).abs().sum()
                 if g is not None
-                else torch.zeros((), dtype=torch.float64)
+                else torch.zeros((), dtype=torch.float64, device=w.device)
                 for w, g in zip(targets, grads)
             ]
         ).cpu()

@@ -44,7 +44,7 @@ def gaussian_reinit(model: nn.Module, gen: torch.Generator) -> None:
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, WEIGHT_LAYER_TYPES):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=gen, dtype=m.weight.dtype))
+                m.weight.copy_(torch.randn(m.weight.shape, generator=gen, dtype=m.weight.dtype, device=gen.device))
                 if m.bias is not None:
                     m.bias.zero_()
             elif isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm)):
@@ -87,8 +87,8 @@ def zen_once(
     gaussian_reinit(model, gen)
     dtype = next(iter(model.parameters()), torch.empty(0)).dtype
     device = next(iter(model.parameters()), torch.empty(0)).device
-    x = torch.randn(shape, generator=gen, dtype=dtype).to(device)
-    eps = torch.randn(shape, generator=gen, dtype=dtype).to(device)
+    x = torch.randn(shape, generator=gen, dtype=dtype, device=gen.device).to(device)
+    eps = torch.randn(shape, generator=gen, dtype=dtype, device=gen.device).to(device)
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     batch_var: dict[int, torch.Tensor] = {}
 
@@ -110,12 +110,15 @@ def zen_once(
             h.remove()
     delta = float((f_x - f_mix).abs().flatten(1).sum(dim=1).mean())
     score = math.log(delta) if delta > 0 else float("-inf")
+    means = []
     for m in bns:
         use_running = bn_var == "running" and m.running_var is not None
         var = m.running_var if use_running else batch_var.get(id(m))
         if var is None:  # this BN was not used in the forward
             continue
-        score += math.log(math.sqrt(float(var.double().mean())))
+        means.append(var.double().mean())
+    for v in (torch.stack(means).cpu().tolist() if means else []):  # one host sync for every BN layer
+        score += math.log(math.sqrt(v))
     return score
 
 

@@ -60,15 +60,15 @@ def chunk_weight_grads(ctx: ProxyContext, n_batches: int) -> list[list[torch.Ten
 
 def zico_layer_terms(grads: list[list[torch.Tensor]]) -> list[float | None]:
     """S_l = Σ_k μ_k/σ_k per layer over chunks (σ ddof 0, entries with σ=0 dropped); None where S_l = 0."""
-    terms: list[float | None] = []
+    sums = []
     for layer in range(len(grads[0])):
         g = torch.stack([chunk[layer] for chunk in grads])  # (B, P_l)
         sd = g.std(dim=0, unbiased=False)
         mu = g.abs().mean(dim=0)
         keep = sd != 0
-        s = float((mu[keep] / sd[keep]).sum())
-        terms.append(s if s != 0 else None)
-    return terms
+        sums.append((mu[keep] / sd[keep]).sum())
+    values = torch.stack(sums).cpu().tolist() if sums else []  # one host sync for all layers
+    return [s if s != 0 else None for s in values]
 
 
 def zico_from_terms(terms: list[float | None]) -> float:
