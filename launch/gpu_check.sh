@@ -96,7 +96,7 @@ t0=$(now)
 pids=()
 for i in $(seq 1 "$SHARDS"); do
     OMP_NUM_THREADS=$THREADS $PY -m hnas score "${DATA[@]}" "${NET[@]}" "${PROXY_BATCH[@]}" pool.size="$POOL" pool.seed=0 \
-        pool.shard="$i/$SHARDS" "proxies.names=$SIX" +proxies.device=auto benchmark=none target=null \
+        pool.shard="$i/$SHARDS" "proxies.names=$SIX" proxies.device=auto benchmark=none target=null \
         timing_archs=0 plots=false "store=$OUT/store.sqlite" "hydra.run.dir=$OUT/score/shard$i" \
         > "$OUT/score_shard$i.log" 2>&1 &
     pids+=($!)
@@ -129,10 +129,49 @@ else
     echo "FIGURE scoring: FAILED (see $OUT/score_shard*.log)"
 fi
 
+# --- 2b. GPU vs CPU agreement: the six proxies on AGREE architectures, scored on each device (own cache keys) ---
+AGREE=${HNAS_GPU_CHECK_AGREE:-$([[ $TINY == 1 ]] && echo 4 || echo 50)}
+OTHER=cuda  # the tiny CPU rehearsal compares CPU with CPU (identical by construction) to run the comparison code
+$PY -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" || OTHER=$([[ $TINY == 1 ]] && echo cpu || echo none)
+if [[ $OTHER != none ]]; then
+    ok=1
+    for dev in cpu $OTHER; do
+        OMP_NUM_THREADS=$(( $(nproc) > 1 ? $(nproc) / 2 : 1 )) $PY -m hnas score "${DATA[@]}" "${NET[@]}" \
+            "${PROXY_BATCH[@]}" pool.size="$AGREE" pool.seed=3 "proxies.names=$SIX" proxies.device=$dev \
+            benchmark=none target=null timing_archs=0 plots=false "store=$OUT/agree.sqlite" \
+            "hydra.run.dir=$OUT/agree_$dev$([[ $dev == cpu && -d $OUT/agree_cpu ]] && echo 2)" \
+            > "$OUT/agree_$dev.log" 2>&1 || ok=0
+    done
+    if [[ $ok == 1 ]]; then
+        $PY - "$OUT" "$OTHER" <<'PYEOF'
+import sys
+import numpy as np
+import pandas as pd
+from scipy import stats
+out, other = sys.argv[1], sys.argv[2]
+cpu = pd.read_csv(f"{out}/agree_cpu/scores.csv")
+gpu = pd.read_csv(f"{out}/agree_{'cuda' if other == 'cuda' else 'cpu2'}/scores.csv")
+parts = []
+for name in ("grad_norm", "snip", "grasp", "fisher", "synflow", "jacob_cov"):
+    a, b = cpu[name].to_numpy(float), gpu[name].to_numpy(float)
+    ok = np.isfinite(a) & np.isfinite(b)
+    rho = stats.spearmanr(a[ok], b[ok]).statistic if ok.sum() > 2 else float("nan")
+    rel = float(np.max(np.abs(a[ok] - b[ok]) / np.maximum(np.abs(a[ok]), 1e-300))) if ok.any() else float("nan")
+    parts.append(f"{name} rho {rho:.4f} max rel diff {rel:.2e}")
+label = "GPU vs CPU" if other == "cuda" else "CPU vs CPU (rehearsal: no GPU)"
+print(f"FIGURE agreement: {label} on {len(cpu)} NB201 archs (no TF32): " + "; ".join(parts))
+PYEOF
+    else
+        echo "FIGURE agreement: FAILED (see $OUT/agree_*.log)"
+    fi
+else
+    echo "FIGURE agreement: skipped (no GPU)"
+fi
+
 # --- 3. the NTK pair per architecture (+ its Spearman vs the table when packed) ----------------------------
 t0=$(now)
 if $PY -m hnas score "${DATA[@]}" "${NET[@]}" "${PROXY_BATCH[@]}" pool.size="$NTK" pool.seed=1 \
-        "proxies.names=[ntk_trace,ntk_cond]" +proxies.device=auto "${BENCH[@]}" timing_archs=0 plots=false \
+        "proxies.names=[ntk_trace,ntk_cond]" proxies.device=auto "${BENCH[@]}" timing_archs=0 plots=false \
         "store=$OUT/store.sqlite" "hydra.run.dir=$OUT/ntk" > "$OUT/ntk.log" 2>&1; then
     $PY - "$OUT" "$NTK" <<'PYEOF'
 import json, re, sys

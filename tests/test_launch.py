@@ -27,7 +27,8 @@ def test_gpu_check_tiny_prints_every_figure(tmp_path):
                           text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     figures = dict(re.findall(r"^FIGURE (\w+): (.*)$", proc.stdout, flags=re.M))
-    assert list(figures) == ["gpu", "scoring", "ntk_pair", "warmup", "train_epoch", "total"], proc.stdout
+    assert list(figures) == ["gpu", "scoring", "agreement", "ntk_pair", "warmup", "train_epoch", "total"], proc.stdout
+    assert figures["agreement"].startswith("CPU vs CPU (rehearsal: no GPU) on 4 NB201 archs (no TF32): grad_norm rho")
     assert not [f for f in figures.values() if "FAILED" in f], proc.stdout
     assert figures["gpu"].startswith("none (CPU only), torch ")
     assert re.match(r"six proxies x 4 NB201 archs on 2 processes: [0-9.]+ arch/s", figures["scoring"])
@@ -39,6 +40,7 @@ def test_gpu_check_tiny_prints_every_figure(tmp_path):
     from hnas.store import Store
 
     assert Store(tmp_path / "out" / "store.sqlite").count_scores() == 4 * 6 + 2 * 2
+    assert Store(tmp_path / "out" / "agree.sqlite").count_scores() == 4 * 6  # the second CPU pass read them
 
 
 def test_scoring_device_option():

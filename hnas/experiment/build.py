@@ -51,6 +51,12 @@ def config_hash(cfg: DictConfig) -> str:
     """8 hex digits over the config groups a trial log depends on (``RUN_ID_GROUPS``, data name/root, and
     ``search.parallel``/``search.mode`` when not 1/sync -- so sequential runs keep their run ids)."""
     parts = {k: plain(cfg.get(k)) for k in RUN_ID_GROUPS}
+    proxies = parts.get("proxies")
+    if isinstance(proxies, dict):  # the scoring device counts by what it changes in the scores' keys (GPU: a tag)
+        device, equivalent = proxies.pop("device", None), proxies.pop("device_equivalent", False)
+        tag = ScoringSettings(device=device, device_equivalent=bool(equivalent)).device_tag if device else None
+        if tag:
+            parts["score_device"] = tag
     parts["data"] = {k: plain(cfg.data.get(k)) for k in ("name", "root")} if cfg.get("data") else None
     search = cfg.get("search") or {}
     batching = {"parallel": search.get("parallel", 1), "mode": search.get("mode", "sync")}
