@@ -415,6 +415,11 @@ def test_driver_sigkilled_at_several_points_never_repeats_a_finished_evaluation(
     full = run_search(st, ev, new_store(), "run", 12, parallel=2)
     assert resumed["history"] == [[h["arch"], h["value"], h["cost_s"]] for h in full.history]
     assert resumed["best"] == full.best["arch"]
+    # the workers of the killed drivers did not outlive them (a forked sibling holding the pipe open once kept them)
+    deadline = time.time() + 20
+    while time.time() < deadline and _processes_running(str(script)):
+        time.sleep(0.5)
+    assert not _processes_running(str(script))
 
 
 # ---------------------------------------------------------------- through the config: hnas run / hnas score
@@ -531,3 +536,16 @@ def test_the_ray_and_slurm_recipes_parse_and_run_one_search_on_ray():
     for name in ("search.sh", "ray_search.sbatch"):
         assert "search.executor=ray" in text[name] and "search.ray.address=" in text[name]
     assert text["ray_search.sbatch"].count("ray start") == 2 and "#SBATCH --nodes=" in text["ray_search.sbatch"]
+
+
+def _processes_running(marker: str) -> list[int]:
+    """Pids of this machine's processes whose command line mentions ``marker``."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if marker in (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    out.append(int(d.name))
+            except OSError:
+                continue
+    return out

@@ -150,6 +150,10 @@ class InlineExecutor(Executor):
         return [Done(key, self.call(self._obj, payload), worker="driver")]  # an exception propagates as is
 
 
+#: seconds between a waiting worker's checks that its driver still lives
+PARENT_CHECK_S = 2.0
+
+
 # ---------------------------------------------------------------------------------------------- local processes
 def _worker_main(conn: Connection, factory: Callable[[], Any], call: Callable[[Any, Any], Any],
                  env: dict[str, str], name: str) -> None:
@@ -162,8 +166,14 @@ def _worker_main(conn: Connection, factory: Callable[[], Any], call: Callable[[A
 
         torch.set_num_threads(int(threads))
     obj: Any = None
+    driver = os.getppid()
     while True:
         try:
+            # EOF says the driver is gone -- unless a forked sibling still holds its end of the pipe, so also
+            # watch for being re-parented (the driver killed with SIGKILL must not leave workers behind)
+            while not conn.poll(PARENT_CHECK_S):
+                if os.getppid() != driver:
+                    return
             msg = conn.recv()
         except (EOFError, OSError):  # the driver is gone
             return
