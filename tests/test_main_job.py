@@ -84,3 +84,32 @@ def test_a_training_search_prints_one_line_per_query_and_epoch_and_each_lightnin
     assert "scoring:" in proc.stderr  # the pool's scoring bar
     lines = [line.split("] - ", 1)[-1] for line in out.splitlines()]
     assert not any(a == b for a, b in zip(lines, lines[1:]))  # nothing printed twice in a row
+
+
+def test_the_step_line_counts_to_the_step_budget_not_to_the_end_of_the_epoch(caplog):
+    """A warm-up of max_steps=25 over a 40-batch epoch says 'step 10/25', not 'step 10/40' with an epoch end
+    that never comes (the CPU recipe's 60 steps of a 391-step epoch)."""
+    import lightning as L
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from hnas.training.progress import EpochLog
+
+    class Tiny(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 2)
+
+        def training_step(self, batch, batch_idx):
+            return torch.nn.functional.cross_entropy(self.lin(batch[0]), batch[1])
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    data = DataLoader(TensorDataset(torch.randn(80, 4), torch.randint(0, 2, (80,))), batch_size=2)
+    trainer = L.Trainer(max_steps=25, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=[EpochLog(every=10)])
+    with caplog.at_level("INFO", logger="hnas.training"):
+        trainer.fit(Tiny(), data)
+    steps = [r.getMessage().split("  ")[1] for r in caplog.records if "s/step" in r.getMessage()]
+    assert steps == ["step 10/25", "step 20/25"]
