@@ -592,6 +592,16 @@ def test_imagefolder_decodes_then_reads_cache(tmp_path, monkeypatch, caplog):
         raise AssertionError("decoded again although the cache exists")
 
     monkeypatch.setattr(imagefolder_mod, "decode_images", no_decode)
+
+    def no_scan(*a, **k):
+        raise AssertionError("listed the folder again in the same process")
+
+    with monkeypatch.context() as m:  # the same process: neither the folder nor the cache is read again
+        m.setattr(imagefolder_mod, "scan_split", no_scan)
+        same = build_datamodule("imagefolder", **kw)
+        same.prepare_data()
+        assert same.data.train_x is d.train_x
+    imagefolder_mod.forget_read_folders()  # as a new process: the cache, not the images
     with caplog.at_level(logging.INFO, logger="hnas.data.imagefolder"):
         again = build_datamodule("imagefolder", **kw)
         assert torch.equal(again.data.train_x, d.train_x) and again.mean == pytest.approx(mean)

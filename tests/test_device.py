@@ -110,15 +110,28 @@ def test_a_network_given_away_is_scored_without_a_copy_and_to_the_same_values():
 
 
 def test_the_on_device_batch_transform_trains_like_the_loaders():
-    """transform_on=device (the accelerator path: uint8 batches, augmentation after the transfer) and the loader's
-    collate give the same weights after a few augmented steps on the CPU."""
-    digests = []
-    for where in ("loader", "device"):
+    """transform_on=device (uint8 batches, augmentation after the transfer) and =resident (the uint8 split kept on
+    the device, the loader yielding indices only) give the same weights after a few augmented steps and the same
+    validation and test metrics as the loader's collate, on the CPU."""
+    digests, metrics = [], []
+    for where in ("loader", "device", "resident"):
         dm = build_datamodule("synthetic", num_train=64, num_test=16, batch_size=8, augment=True, transform_on=where)
         L.seed_everything(0, verbose=False)
         module = CandidateModule("nb201", CELLS[0], num_classes=dm.num_classes, seed=0, build_kwargs={"C": 4, "N": 1})
-        L.Trainer(max_steps=3, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                  enable_model_summary=False, limit_val_batches=0).fit(module, datamodule=dm)
+        trainer = L.Trainer(max_steps=3, accelerator="cpu", logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+        trainer.fit(module, datamodule=dm)
         digests.append(weights_digest(module))
-        assert dm.transforms_on_device() == (where == "device")
-    assert digests[0] == digests[1]
+        evaluator = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+        metrics.append((evaluator.validate(module, datamodule=dm, verbose=False),
+                        evaluator.test(module, datamodule=dm, verbose=False)))
+        assert dm.transforms_on_device() == (where != "loader")
+        batch = next(iter(dm.train_dataloader()))
+        if where == "resident":  # a batch is the split's name and 8 indices; the images stay where they are
+            assert set(batch) == {"resident_split", "index"} and batch["index"].shape == (8,)
+            assert batch["resident_split"] == "train"
+        else:
+            assert batch[0].dtype == (torch.float32 if where == "loader" else torch.uint8)
+    assert digests[0] == digests[1] == digests[2]
+    assert metrics[0] == metrics[1] == metrics[2]
+    assert metrics[0][0][0] and metrics[0][1][0]  # both loops ran and reported something

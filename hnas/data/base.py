@@ -29,7 +29,12 @@ log = logging.getLogger(__name__)
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 #: where batches are augmented and normalised: auto (on the accelerator when training on one), loader, device
-TRANSFORM_ON: tuple[str, ...] = ("auto", "loader", "device")
+#: where the batch transform runs: ``loader`` (the collate function), ``device`` (after the uint8 batch is moved),
+#: ``resident`` (the whole uint8 split is kept on the device and loaders yield only indices), ``auto`` (``loader``
+#: on the CPU, ``resident`` on an accelerator)
+TRANSFORM_ON: tuple[str, ...] = ("auto", "loader", "device", "resident")
+#: key of a resident batch: ``{RESIDENT: split, "index": indices}`` (split "train" or "test")
+RESIDENT = "resident_split"
 
 
 def default_cache_dir() -> Path:
@@ -111,6 +116,31 @@ class ArrayDataset(Dataset):
     def __getitems__(self, items: list[int]) -> tuple[Tensor, Tensor]:
         j = self.indices[torch.as_tensor(items, dtype=torch.long)]
         return self.x[j], self.y[j]
+
+
+class IndexDataset(Dataset):
+    """The resident path's dataset: a batch is just the indices into one split's arrays (which live on the
+    device), so the loader moves a few hundred bytes per batch instead of the images."""
+
+    def __init__(self, split: str, indices: Tensor) -> None:
+        self.split = split
+        self.indices = indices.to(torch.long)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {RESIDENT: self.split, "index": self.indices[i : i + 1]}
+
+    def __getitems__(self, items: list[int]) -> dict[str, Any]:
+        return {RESIDENT: self.split, "index": self.indices[torch.as_tensor(items, dtype=torch.long)]}
+
+
+def collate_indices(batch: dict[str, Any] | list[dict[str, Any]]) -> dict[str, Any]:
+    """Collate of :class:`IndexDataset` (a whole batch from ``__getitems__``, or single items)."""
+    if isinstance(batch, list):
+        return {RESIDENT: batch[0][RESIDENT], "index": torch.cat([b["index"] for b in batch])}
+    return batch
 
 
 def _check_fraction_or_count(value: float | int | None, what: str, allow_zero: bool) -> None:
@@ -197,6 +227,13 @@ class HNASDataModule(L.LightningDataModule):
         self._train_idx: Tensor | None = None
         self._valid_idx: Tensor | None = None
         self._fit_idx: Tensor | None = None
+        self._resident: dict[tuple[str, str], tuple[Tensor, Tensor]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled into spawned processes without the device copies (each process makes its own)."""
+        state = self.__dict__.copy()
+        state["_resident"] = {}
+        return state
 
     # ----------------------------------------------------------------- loading
     def _load(self) -> ArrayData:
@@ -301,6 +338,7 @@ class HNASDataModule(L.LightningDataModule):
         """A shallow copy (sharing the loaded arrays) that trains on a seeded subset of ``count`` images of the
         train part (same split), in batches of ``batch_size``: e.g. a supernet warm-up on 10 % of the data."""
         dm = copy.copy(self)
+        dm._resident = self._resident  # the same arrays on the same devices
         dm.train_subset = int(count)
         if batch_size is not None:
             dm.batch_size = int(batch_size)
@@ -336,31 +374,56 @@ class HNASDataModule(L.LightningDataModule):
         return BatchTransform(self.mean, self.std, augment=augment, padding=self.crop_padding,
                               flip_p=self.flip_p, cutout=self.cutout)
 
-    def transforms_on_device(self) -> bool:
-        """Augment and normalise on the accelerator (``on_after_batch_transfer``), the loader only stacking uint8
-        batches: ``transform_on`` ``device``, or ``auto`` with a Trainer whose device is not the CPU. On the CPU
-        (``auto``) the loader's collate does it, as before -- the same work in the same process."""
+    def _placement(self) -> str:
+        """``loader``, ``device`` or ``resident`` for this fit: ``transform_on``, where ``auto`` means ``resident``
+        with a Trainer whose device is not the CPU and ``loader`` otherwise (the CPU path as before: the same work
+        in the same process, no copy of the arrays)."""
         if self.transform_on != "auto":
-            return self.transform_on == "device"
+            return self.transform_on
         trainer = getattr(self, "trainer", None)
-        return trainer is not None and trainer.strategy.root_device.type != "cpu"
+        on_accelerator = trainer is not None and trainer.strategy.root_device.type != "cpu"
+        return "resident" if on_accelerator else "loader"
+
+    def transforms_on_device(self) -> bool:
+        """Augment and normalise on the training device (``on_after_batch_transfer``) rather than in the loader."""
+        return self._placement() != "loader"
+
+    def _resident_arrays(self, split: str, device: torch.device) -> tuple[Tensor, Tensor]:
+        """One split's uint8 images and labels on ``device``, copied there once per datamodule and device."""
+        key = (split, str(device))
+        if key not in self._resident:
+            d = self.data
+            x, y = (d.train_x, d.train_y) if split == "train" else (d.test_x, d.test_y)
+            self._resident[key] = (x.to(device), y.to(device))
+            log.info("%s: %s images resident on %s (%.0f MB)", self.name, split, device,
+                     x.numel() * x.element_size() / 2**20)
+        return self._resident[key]
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """The uint8 batch, now on the training device: crop/flip (training only), normalise, cutout, there."""
+        """The batch, now on the training device: gathered from the resident arrays (``resident``), then
+        crop/flip (training only), normalise and cutout there."""
+        if isinstance(batch, dict) and RESIDENT in batch:
+            index = batch["index"]
+            x, y = self._resident_arrays(batch[RESIDENT], index.device)
+            batch = (x[index], y[index])
         if not (isinstance(batch, (tuple, list)) and len(batch) == 2 and isinstance(batch[0], Tensor)
                 and batch[0].dtype == torch.uint8 and batch[0].dim() == 4):
             return batch  # already transformed by the loader
         training = bool(getattr(self, "trainer", None) is not None and self.trainer.training)
         return self._transform(augment=training and self.augment)(tuple(batch))
 
-    def _loader(self, dataset: ArrayDataset, train: bool) -> DataLoader:
-        on_device = self.transforms_on_device()
+    def _loader(self, dataset: ArrayDataset, train: bool, split: str = "train") -> DataLoader:
+        placement = self._placement()
+        if placement == "resident":
+            dataset, collate = IndexDataset(split, dataset.indices), collate_indices
+        else:
+            collate = stack_uint8 if placement == "device" else self._transform(augment=train and self.augment)
         return DataLoader(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
             shuffle=train,
             num_workers=self.num_workers,
-            collate_fn=stack_uint8 if on_device else self._transform(augment=train and self.augment),
+            collate_fn=collate,
             pin_memory=self.pin_memory,
             drop_last=train and self.drop_last,
             persistent_workers=self.num_workers > 0,
@@ -393,7 +456,7 @@ class HNASDataModule(L.LightningDataModule):
             raise DataError(f"{self.name} has no test set{self._test_hint()}")
         # seeded random order for the same reason as the valid part: any prefix is a class-mixed sample
         order = torch.randperm(len(d.test_y), generator=torch.Generator().manual_seed(self.split_seed))
-        return self._loader(ArrayDataset(d.test_x, d.test_y, order), train=False)
+        return self._loader(ArrayDataset(d.test_x, d.test_y, order), train=False, split="test")
 
     # ----------------------------------------------------------- scoring batch
     def scoring_batch(self, n: int, seed: int, mode: str = "random", split: str = "train") -> ScoringBatch:

@@ -31,6 +31,15 @@ log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 LAYOUT = "root/train/<class>/*.jpg|jpeg|png (and optionally root/test/<class>/...)"
 CACHE_VERSION = 1
+#: folders already read by this process: (root, image size, cache dir) -> (arrays, mean/std). A search builds a
+#: datamodule per query and Lightning calls prepare_data per fit; without this each would list and stat every
+#: file again and re-read the cache (two scans and two reads per query).
+_READ: dict[tuple[str, str, str], tuple[ArrayData, tuple[tuple[float, ...], tuple[float, ...]]]] = {}
+
+
+def forget_read_folders() -> None:
+    """Read every folder again on next use (a folder changed while this process runs)."""
+    _READ.clear()
 
 
 def scan_split(folder: Path,
@@ -155,6 +164,12 @@ class ImageFolderDataModule(HNASDataModule):
         return data
 
     def _load_or_build(self) -> tuple[ArrayData, tuple[tuple[float, ...], tuple[float, ...]]]:
+        memo = (str(self.root.resolve()), repr(self.image_size), str(self.cache_dir.resolve()))
+        if memo not in _READ:
+            _READ[memo] = self._scan_and_read()
+        return _READ[memo]
+
+    def _scan_and_read(self) -> tuple[ArrayData, tuple[tuple[float, ...], tuple[float, ...]]]:
         classes, train, test = self._scan()
         target = self.cache_dir / "imagefolder" / self.cache_key(train, test)
         if (target / "meta.json").is_file():
