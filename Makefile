@@ -46,30 +46,35 @@ SEEDS ?= 10,11,12,13,14,15,16,17,18,19
 NB201 := benchmark.path=$(SHARED)/nb201/nb201.csv
 
 # RoBoT, hybrid (issue 13) and baselines on the 9,445-arch pool with imported NAS-Bench-Suite-Zero scores,
-# T = 20 (RoBoT also with T = 5 and 10: it plans around its budget); efficiency.md: test accuracy after 5/10/20
-# queries and queries to the best value.
+# T = 20 (RoBoT and hybrid also as T = 5 and 10 runs: RoBoT plans around its budget); HNAS with M = kappa =
+# grad_norm (Suite-Zero has no NTK columns); efficiency.md: test accuracy after 5/10/20 queries and queries to the
+# best value.
 PAPER_ARGS = $(NB201) logger=none proxies=suite_zero_$$zc proxies.import_path=$(SHARED)/nb201/suite_zero_$$zc.csv \
 	pool=table pool.path=$(SHARED)/nb201/suite_zero_$$zc.csv
 paper-table: $(VENV)/.installed
 	for ds in cifar10 cifar100 imagenet16; do zc=$$( [ $$ds = imagenet16 ] && echo imagenet16 || echo cifar10 ); \
-	  for T in 5 10; do \
-	  $(PY) -m hnas run -m +experiment=nb201_$$ds strategy=robot strategy.budget=$$T seed=$(SEEDS) $(PAPER_ARGS) \
-	    hydra.sweep.dir=results/paper-robot-T$$T/nb201_$$ds || exit 1; done; \
-	  for st in hybrid robot rea random; do \
-	  $(PY) -m hnas run -m +experiment=nb201_$$ds strategy=$$st seed=$(SEEDS) $(PAPER_ARGS) \
+	  for T in 5 10; do for st in robot hybrid; do \
+	  $(PY) -m hnas run -m +experiment=nb201_$$ds strategy=$$st strategy.budget=$$T seed=$(SEEDS) $(PAPER_ARGS) \
+	    hydra.sweep.dir=results/paper-$$st-T$$T/nb201_$$ds || exit 1; done; done; \
+	  for st in hybrid robot rea random hnas; do \
+	  extra=$$( [ $$st = hnas ] && echo strategy.options.metric=grad_norm strategy.options.cond=grad_norm ); \
+	  $(PY) -m hnas run -m +experiment=nb201_$$ds strategy=$$st $$extra seed=$(SEEDS) $(PAPER_ARGS) \
 	    hydra.sweep.dir=results/paper/nb201_$$ds || exit 1; done; done
 	$(PY) -m hnas report results/paper --out results/paper/table.md --plot results/paper/trajectory.png
-	$(PY) -m hnas efficiency results/paper results/paper-robot-T5 results/paper-robot-T10 --out results/paper/efficiency.md
+	$(PY) -m hnas efficiency results/paper results/paper-robot-T5 results/paper-robot-T10 results/paper-hybrid-T5 \
+	  results/paper-hybrid-T10 --out results/paper/efficiency_all.md
 
-# Each ingredient of strategy=hybrid switched off in turn (issue 13's ablation), same pool and seeds as paper-table
+# Each ingredient of strategy=hybrid switched off in turn (issue 13's ablation), same pool and seeds as paper-table;
+# CIFAR-10 and ImageNet16-120 (CIFAR-100 repeats CIFAR-10's search: same pool, scores and queried values)
 HYBRID_ABLATIONS ?= normalisation=rank prior=false,local_rank=gp local=false switch=local_first switch=global_first \
 	local_rank=gp first=random encoding=false
 hybrid-ablation: $(VENV)/.installed
-	for ds in cifar10 cifar100 imagenet16; do zc=$$( [ $$ds = imagenet16 ] && echo imagenet16 || echo cifar10 ); \
+	for ds in cifar10 imagenet16; do zc=$$( [ $$ds = imagenet16 ] && echo imagenet16 || echo cifar10 ); \
 	  for v in $(HYBRID_ABLATIONS); do over=$$(echo $$v | tr ',' '\n' | sed 's/^/strategy.options./' | tr '\n' ' '); \
 	  $(PY) -m hnas run -m +experiment=nb201_$$ds strategy=hybrid $$over seed=$(SEEDS) $(PAPER_ARGS) \
 	    hydra.sweep.dir=results/ablation/$$(echo $$v | tr ',=' '_-')/nb201_$$ds || exit 1; done; done
-	$(PY) -m hnas efficiency results/paper results/ablation --out results/ablation/efficiency.md
+	$(PY) -m hnas efficiency results/paper/nb201_cifar10 results/paper/nb201_imagenet16 results/ablation \
+	  --out results/ablation/efficiency.md
 
 # Every strategy on the 1,000-arch pool (pool.seed=0) with the proxy library's own CIFAR-10 scores (one fixed
 # 64-image batch of the CIFAR-10 training split, as HNAS/RoBoT use CIFAR-10 metrics for every target), T = 20.
@@ -87,9 +92,12 @@ own-table: own-scores
 	  for st in hybrid robot hnas rea random training_free; do \
 	  extra=$$( [ $$st = training_free ] && echo strategy.options.proxy=$(TF_PROXY) ); \
 	  $(PY) -m hnas run -m +experiment=nb201_$$ds strategy=$$st $$extra seed=$(SEEDS) $(NB201) logger=none \
-	    $(OWN_POOL) hydra.sweep.dir=results/own/nb201_$$ds || exit 1; done; done
+	    $(OWN_POOL) hydra.sweep.dir=results/own/nb201_$$ds || exit 1; done; \
+	  for T in 5 10; do \
+	  $(PY) -m hnas run -m +experiment=nb201_$$ds strategy=hybrid strategy.budget=$$T seed=$(SEEDS) $(NB201) \
+	    logger=none $(OWN_POOL) hydra.sweep.dir=results/own-hybrid-T$$T/nb201_$$ds || exit 1; done; done
 	$(PY) -m hnas report results/own --out results/own/table.md --plot results/own/trajectory.png
-	$(PY) -m hnas efficiency results/own --out results/own/efficiency.md
+	$(PY) -m hnas efficiency results/own results/own-hybrid-T5 results/own-hybrid-T10 --out results/own/efficiency.md
 
 # --- parallel evaluation (docs/results.md, "Parallel evaluation (issue 12)") -----------------------------------
 # Wall-time speedup of q = 2, 4, 8 over q = 1 (random search, T = 20, each query sleeping 0.5 s on average).
