@@ -1,4 +1,4 @@
-"""The DARTS space end to end: +experiment=darts_cifar10 with HNAS and RoBoT over a tiny sampled pool, real
+"""The DARTS space end to end: +experiment=darts_cifar10 with HNAS, RoBoT and hybrid over a tiny sampled pool, real
 (tiny) query training, the best genotype in DARTS's string format, and resume after SIGKILL."""
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def test_the_experiment_is_the_reference_query_training():
     assert cfg(["+experiment=darts_cifar10", "strategy=robot"]).strategy.budget == 25
 
 
-@pytest.mark.parametrize("strategy", ["hnas_darts", "robot"])
+@pytest.mark.parametrize("strategy", ["hnas_darts", "robot", "hybrid"])
 def test_tiny_darts_search_trains_its_queries_and_reports_a_genotype(tmp_path, strategy):
     r = run_experiment(cfg([*TINY, f"strategy={strategy}", f"store={tmp_path / 's.sqlite'}"]), tmp_path / "o")
     assert r["space"] == "darts" and r["n_evaluations"] == 3
