@@ -28,7 +28,6 @@ from hnas.data.transforms import BatchTransform, normalize, stack_uint8
 log = logging.getLogger(__name__)
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
-#: where batches are augmented and normalised: auto (on the accelerator when training on one), loader, device
 #: where the batch transform runs: ``loader`` (the collate function), ``device`` (after the uint8 batch is moved),
 #: ``resident`` (the whole uint8 split is kept on the device and loaders yield only indices), ``auto`` (``loader``
 #: on the CPU, ``resident`` on an accelerator)
@@ -338,7 +337,7 @@ class HNASDataModule(L.LightningDataModule):
         """A shallow copy (sharing the loaded arrays) that trains on a seeded subset of ``count`` images of the
         train part (same split), in batches of ``batch_size``: e.g. a supernet warm-up on 10 % of the data."""
         dm = copy.copy(self)
-        dm._resident = self._resident  # the same arrays on the same devices
+        dm._resident = self._resident  # copy.copy went through __getstate__, which drops the device copies
         dm.train_subset = int(count)
         if batch_size is not None:
             dm.batch_size = int(batch_size)

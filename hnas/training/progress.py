@@ -97,7 +97,7 @@ class EpochLog(L.Callback):
         total = trainer.num_training_batches
         if not isinstance(total, int) or total < 20:
             return
-        if trainer.max_steps and trainer.max_steps > 0:  # a step budget ends the epoch early: count to it
+        if trainer.max_steps > 0:  # a step budget ends the epoch early: count to it
             total = min(total, batch_idx + 1 + trainer.max_steps - trainer.global_step)
         every = self.every or max(1, total // 10)
         done = batch_idx + 1
