@@ -33,3 +33,24 @@ def shared_data() -> Path:
             pytest.fail(message + "; HNAS_REQUIRE_SHARED_DATA=1 requires it")
         pytest.skip(message)
     return SHARED_DATA
+
+
+def wandb_log_bytes(pattern: str, root: Path, needles: list[bytes], timeout_s: float = 60.0) -> bytes:
+    """The bytes of the one offline ``.wandb`` transaction log under ``root`` matching ``pattern``, once every
+    needle is in it (or the timeout passed: the caller's assertion then fails with what was written).
+
+    ``run.finish()`` returns before wandb's service process has necessarily flushed the log (CI once read a bare
+    7-byte header), so W&B is torn down first — that waits for the service — and the file is re-read briefly."""
+    import time
+
+    import wandb
+
+    wandb.teardown()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        logs = sorted(root.glob(pattern))
+        blob = logs[0].read_bytes() if len(logs) == 1 else b""
+        if (blob and all(n in blob for n in needles)) or time.monotonic() > deadline:
+            assert len(logs) == 1, f"expected one W&B log matching {pattern} under {root}, found {logs}"
+            return blob
+        time.sleep(0.5)

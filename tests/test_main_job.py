@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import wandb_log_bytes
 from test_run import _cfg, write_fake_nb201
 
 from hnas.experiment.build import hardware_profile
@@ -66,8 +67,9 @@ def test_wandb_run_gets_the_plots_and_the_best_architecture_artifact(table, tmp_
     run_dir = next((tmp_path / "o" / "wandb").glob("offline-run-*"))
     images = sorted(p.name for p in (run_dir / "files" / "media" / "images").rglob("*.png"))
     assert any(n.startswith("trajectory_") for n in images) and any(n.startswith("proxies_vs_value_") for n in images)
-    log = next(run_dir.glob("*.wandb")).read_bytes()
-    assert f"best-{r['run_id']}".encode() in log and b"architecture" in log
+    wanted = [f"best-{r['run_id']}".encode(), b"architecture"]
+    log = wandb_log_bytes("*.wandb", run_dir, wanted)
+    assert all(w in log for w in wanted)
 
 
 def test_a_training_search_prints_one_line_per_query_and_epoch_and_each_lightning_message_once(tmp_path):
