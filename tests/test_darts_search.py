@@ -43,6 +43,33 @@ def test_the_experiment_is_the_reference_query_training():
     assert cfg(["+experiment=darts_cifar10", "strategy=robot"]).strategy.budget == 25
 
 
+@pytest.mark.parametrize(("budget", "ramp"), [({"max_steps": 10}, [0.0, 0.04, 0.08, 0.12, 0.16]),
+                                              ({"max_epochs": 4}, [0.0, 0.05, 0.10, 0.15])])
+def test_drop_path_ramps_over_the_epochs_of_a_step_or_an_epoch_budget(budget, ramp):
+    """A query trained for ``max_steps`` (max_epochs unset) spans 5 epochs of 2 batches here: the ramp divides by
+    those 5, where it once divided by 1 and asked the network for drop-path 1.0 at the fifth epoch."""
+    import lightning as L
+    import numpy as np
+    import torch
+
+    from hnas.training.candidate import CandidateModule
+
+    seen: list[float] = []
+
+    class Record(L.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):  # after the module's epoch-start hook
+            if batch_idx == 0:
+                seen.append(module.net.drop_path_prob)
+
+    module = CandidateModule(DARTS, DARTS.sample(np.random.default_rng(0)), num_classes=4, seed=0, drop_path=0.2,
+                             build_kwargs={"C": 4, "layers": 3})
+    data = torch.utils.data.TensorDataset(torch.randn(8, 3, 16, 16), torch.arange(8) % 4)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[Record()], **budget)
+    trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=4))
+    assert seen == pytest.approx(ramp)
+
+
 @pytest.mark.parametrize("strategy", ["hnas_darts", "robot", "hybrid"])
 def test_tiny_darts_search_trains_its_queries_and_reports_a_genotype(tmp_path, strategy):
     r = run_experiment(cfg([*TINY, f"strategy={strategy}", f"store={tmp_path / 's.sqlite'}"]), tmp_path / "o")

@@ -27,20 +27,32 @@ def test_gpu_check_tiny_prints_every_figure(tmp_path):
                           text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     figures = dict(re.findall(r"^FIGURE (\w+): (.*)$", proc.stdout, flags=re.M))
-    assert list(figures) == ["gpu", "scoring", "agreement", "ntk_pair", "warmup", "train_epoch", "total"], proc.stdout
+    assert list(figures) == ["gpu", "scoring_one", "scoring_many", "agreement", "warmup", "ntk_pair", "darts_scoring",
+                             "darts_query", "train_epoch", "total"], proc.stdout
     assert figures["agreement"].startswith("CPU vs CPU (rehearsal: no GPU) on 4 NB201 archs (no TF32): grad_norm rho")
     assert not [f for f in figures.values() if "FAILED" in f], proc.stdout
     assert figures["gpu"].startswith("none (CPU only), torch ")
-    assert re.match(r"six proxies x 4 NB201 archs on 2 processes: [0-9.]+ arch/s", figures["scoring"])
+    assert re.match(r"six proxies x 4 NB201 archs, one process: [0-9.]+ arch/s", figures["scoring_one"])
+    assert re.match(r"six proxies x 6 NB201 archs, 2 scorer processes on one device: [0-9.]+ arch/s",
+                    figures["scoring_many"])
+    # the extrapolation counts distinct networks: the whole space holds 5,425 (isomorphic cells share a key)
+    assert "-> the whole NB201 space (5,425 distinct networks) in " in figures["scoring_one"]
     assert re.match(r"[0-9.]+ s per arch over 2 NB201 archs", figures["ntk_pair"])
+    assert re.match(r"the NTK pair x 2 DARTS genotypes, 2 scorer processes: [0-9.]+ genotypes/s",
+                    figures["darts_scoring"])
+    assert re.match(r"[0-9.]+ s for 2 steps at batch 16 -> [0-9.]+ s per 25,000-image epoch", figures["darts_query"])
     assert re.match(r"[0-9.]+ s for 3 steps at batch 16", figures["warmup"])
     assert re.match(r"hnas train NB201 #6111 \(32-true, batch 16\): 64 images in [0-9.]+ s", figures["train_epoch"])
     assert "synthetic images" in figures["total"]
-    # the six-proxy shards filled one store: 4 architectures x 6 proxies, each computed once
+    # each scoring run filled its own store, every architecture and proxy computed once; the workers' scores went
+    # through the driver
     from hnas.store import Store
 
-    assert Store(tmp_path / "out" / "store.sqlite").count_scores() == 4 * 6 + 2 * 2
+    assert Store(tmp_path / "out" / "score_one.sqlite").count_scores() == 4 * 6
+    assert Store(tmp_path / "out" / "score_many.sqlite").count_scores() == 6 * 6
+    assert Store(tmp_path / "out" / "store.sqlite").count_scores() == 2 * 2  # NTK pool; random scores none
     assert Store(tmp_path / "out" / "agree.sqlite").count_scores() == 4 * 6  # the second CPU pass read them
+    assert Store(tmp_path / "out" / "darts.sqlite").count_scores() == 2 * 2
 
 
 def test_scoring_device_option():

@@ -21,7 +21,7 @@ from test_strategies import ToyEvaluator, ToySpace, new_store, toy_pool, toy_val
 from hnas.bo import GP, BayesOpt, BOError
 from hnas.evaluators import Observation
 from hnas.search import Strategy, StrategyError, make_strategy, run_search
-from hnas.search.executor import Done, ExecutorError, ExecutorSpec, LocalExecutor, Prebuilt
+from hnas.search.executor import Done, ExecutorError, ExecutorSpec, LocalExecutor, Prebuilt, mps_running
 from hnas.store import Store
 
 TESTS = Path(__file__).resolve().parent
@@ -571,3 +571,23 @@ def _processes_running(marker: str) -> list[int]:
             except OSError:
                 continue
     return out
+
+
+def test_workers_sharing_one_gpu_get_a_share_of_the_cores_each(monkeypatch):
+    """Four scorers on one GPU: each sees that GPU and a quarter of the cores as torch/OpenMP threads."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    envs = ExecutorSpec("local", workers=4).slot_envs(1)
+    assert envs == [{"CUDA_VISIBLE_DEVICES": "0", "HNAS_WORKER_THREADS": "4", "OMP_NUM_THREADS": "4"}] * 4
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert ExecutorSpec("local", workers=3).slot_envs(1) == [{"HNAS_WORKER_THREADS": "5", "OMP_NUM_THREADS": "5"}] * 3
+
+
+def test_mps_running_looks_for_the_control_pipe(monkeypatch, tmp_path):
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(tmp_path))
+    assert not mps_running()
+    (tmp_path / "control").touch()
+    assert mps_running()

@@ -50,11 +50,19 @@ def load_images(folder: Path, n: int, seed: int) -> tuple[torch.Tensor, torch.Te
     return x, torch.tensor(ys)
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued kernels, so that a wall-clock interval covers them."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def fwd_bwd_seconds(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     model.train()
+    synchronize(x.device)
     t0 = time.perf_counter()
     loss = nn.functional.cross_entropy(model(x), y)
     loss.backward()
+    synchronize(x.device)
     dt = time.perf_counter() - t0
     model.zero_grad(set_to_none=True)
     return dt
@@ -74,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         "--images", type=Path, default=None, help="image folder (class sub-folders); default random"
     )
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    ap.add_argument("--device", default="cpu", help="where the networks are scored: cpu, cuda, cuda:1, ...")
     ap.add_argument(
         "--separate",
         action="store_true",
@@ -96,10 +105,22 @@ def main(argv: list[str] | None = None) -> int:
             torch.randint(0, 10, (args.batch,), generator=g),
         )
     proxies = [p.strip() for p in args.proxies.split(",") if p.strip()]
+    try:
+        device = torch.device(args.device)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as e:
+        raise DataError(f"--device {args.device!r} is not a usable torch device here (cpu, cuda, cuda:N): "
+                        f"{str(e).splitlines()[0]}") from None
+    x, y = x.to(device), y.to(device)
+    builds: list[float] = []
 
     def build(arch) -> nn.Module:
         torch.manual_seed(args.seed)
-        return space.build(arch, C=args.C, N=args.N)
+        t0 = time.perf_counter()
+        net = space.build(arch, C=args.C, N=args.N).to(device)
+        synchronize(device)
+        builds.append(time.perf_counter() - t0)
+        return net
 
     # warm-up: first calls pay one-off initialisation (kernels, allocator) that no architecture should carry
     warm = build(archs[0])
@@ -111,8 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     for i, arch in enumerate(archs):
         model = build(arch)
         plain.append(fwd_bwd_seconds(model, x, y))
+        synchronize(device)
         t0 = time.perf_counter()
         scores = score_network(model, proxies, x, y, 10, seed=args.seed)
+        synchronize(device)
         suite.append(time.perf_counter() - t0)
         failed += sum(s.status in ("error", "oom") for s in scores.values())
         for p, s in scores.items():
@@ -128,11 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     data = f"images {args.images}" if args.images else "random"
     print(
         f"NB201 C={args.C} N={args.N}, batch {args.batch} ({data} data), {len(archs)} archs "
-        f"(seed {args.seed}), torch threads {torch.get_num_threads()}"
+        f"(seed {args.seed}), torch threads {torch.get_num_threads()}, device {device}"
     )
     print(f"suite: {', '.join(proxies)}")
     print(f"median suite seconds per arch     : {med_suite:.3f}")
     print(f"median one forward+backward (s)   : {med_plain:.3f}")
+    print(f"median build (+ move to device) s : {statistics.median(builds[1:]):.3f}")
     print(f"ratio suite / forward+backward    : {med_suite / med_plain:.2f}")
     print(
         "median seconds charged per proxy  : "

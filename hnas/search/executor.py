@@ -242,6 +242,10 @@ class LocalExecutor(Executor):
         log.info("local executor: %d worker process(es) (%s)", len(envs),
                  ", ".join(f"cuda:{e['CUDA_VISIBLE_DEVICES']}" if e.get("CUDA_VISIBLE_DEVICES") else "cpu"
                            for e in envs))
+        gpus = [e["CUDA_VISIBLE_DEVICES"] for e in envs if e.get("CUDA_VISIBLE_DEVICES")]
+        if len(gpus) > len(set(gpus)) and not mps_running():
+            log.info("several workers share a GPU without CUDA MPS, so their kernels take turns; with MPS "
+                     "(`nvidia-cuda-mps-control -d`) 8 scorers on one H200 went from 9.9 to 26.5 arch/s")
         return cls(factory, call, envs, spec.retries, spec.start_method, describe)
 
     def __init__(self, factory: Callable[[], Any], call: Callable[[Any, Any], Any], envs: Sequence[dict[str, str]],
@@ -423,10 +427,13 @@ class ExecutorSpec:
         share of the cores as torch threads."""
         gpus = _visible_gpus()
         n = self.workers or (len(gpus) if gpus else max(1, int(parallel)))
-        if gpus:
-            return [{"CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)]} for i in range(n)]
+        # an even share of the cores on a GPU too: several scorers on one device each run their host-side work
+        # (network builds, small linear algebra) on the CPU, and threads that outnumber cores spin-wait
         threads = str(max(1, (os.cpu_count() or 1) // n))
-        return [{"HNAS_WORKER_THREADS": threads, "OMP_NUM_THREADS": threads} for _ in range(n)]
+        share = {"HNAS_WORKER_THREADS": threads, "OMP_NUM_THREADS": threads}
+        if gpus:
+            return [{"CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)], **share} for i in range(n)]
+        return [dict(share) for _ in range(n)]
 
     def in_driver(self, parallel: int) -> bool:
         """True when work runs in the driver itself (``inline``, or ``local`` with one slot and no workers)."""
@@ -448,6 +455,12 @@ class ExecutorSpec:
         return cls(kind=str(c.get("executor") or "inline"), workers=c.get("workers"),
                    retries=c.get("retries", DEFAULT_RETRIES) if c.get("retries") is not None else DEFAULT_RETRIES,
                    start_method=str(c.get("start_method") or "spawn"), ray=dict(ray))
+
+
+def mps_running() -> bool:
+    """True when a CUDA MPS control daemon answers in this environment's pipe directory (the default one, or
+    ``CUDA_MPS_PIPE_DIRECTORY``): processes started now share the GPU's multiprocessors at once."""
+    return os.path.exists(os.path.join(os.environ.get("CUDA_MPS_PIPE_DIRECTORY", "/tmp/nvidia-mps"), "control"))
 
 
 def _visible_gpus() -> list[str]:

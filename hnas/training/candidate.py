@@ -131,11 +131,21 @@ class CandidateModule(L.LightningModule):
 
     # --- training ----------------------------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
-        """Drop-path ramp: ``drop_path * epoch / epochs`` (DARTS's ``drop_path_prob * epoch / epochs``)."""
+        """Drop-path ramp: ``drop_path * epoch / epochs`` (DARTS's ``drop_path_prob * epoch / epochs``); under a
+        step budget (``max_epochs`` unset) ``epochs`` is the number of epochs the budget spans."""
         set_drop_path = getattr(self.net, "set_drop_path", None)
         if callable(set_drop_path) and self.hparams["drop_path"] > 0:
-            epochs = max(1, int(self.trainer.max_epochs or 1))
-            set_drop_path(self.hparams["drop_path"] * self.current_epoch / epochs)
+            set_drop_path(self.hparams["drop_path"] * min(1.0, self.current_epoch / self._ramp_epochs()))
+
+    def _ramp_epochs(self) -> int:
+        """The epochs of this fit: ``max_epochs``, else ``max_steps`` worth of epochs of the train loader."""
+        t = self.trainer
+        if t.max_epochs is not None and t.max_epochs > 0:
+            return int(t.max_epochs)
+        per_epoch = t.num_training_batches / max(1, t.accumulate_grad_batches)
+        if t.max_steps and t.max_steps > 0 and math.isfinite(per_epoch) and per_epoch > 0:
+            return max(1, math.ceil(t.max_steps / per_epoch))
+        return 1
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
