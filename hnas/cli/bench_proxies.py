@@ -7,6 +7,7 @@ For every architecture (a fixed-seed sample of the NB201 space) the real-size ne
 forward+backward of the batch is timed, then ``score_network`` with the suite (default: grad_norm, snip,
 grasp, fisher, synflow, jacob_cov). The medians and their ratio are printed, with each proxy's median share
 (a shared pass is charged to the first proxy that needs it). Not a test: timings depend on the machine's load.
+With ``--device cuda`` the networks and the batch are moved to the GPU and every interval waits for its kernels.
 """
 
 from __future__ import annotations
