@@ -23,7 +23,7 @@
 # table) or, when absent, synthetic images (throughput figures only; accuracies then mean nothing).
 # Env: PYTHON (python3), HNAS_GPU_CHECK_TINY=1 (= --tiny), HNAS_GPU_CHECK_OUT (output folder),
 #      HNAS_GPU_CHECK_DATA (launch/data), HNAS_GPU_CHECK_POOL1 / _POOL / _WORKERS / _NTK_ARCHS / _DARTS_ARCHS
-#      (200 / 1000 / 8 / 100 / 200), HNAS_GPU_CHECK_STEP_S (150),
+#      (200 / 1000 / 16 / 100 / 200), HNAS_GPU_CHECK_STEP_S (150),
 #      HNAS_GPU_CHECK_STEPS (all; or a comma list of figure names, e.g. darts_query,scoring_many, to re-run some).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -68,7 +68,7 @@ if [[ $TINY == 1 ]]; then
     PROXY_BATCH=(proxies.batch.size=16)
     SYNTH=(data=synthetic +data.num_train=64 +data.num_test=32 "+data.shape=[3,16,16]")
 else
-    POOL1=${HNAS_GPU_CHECK_POOL1:-200}; POOLN=${HNAS_GPU_CHECK_POOL:-1000}; WORKERS=${HNAS_GPU_CHECK_WORKERS:-8}
+    POOL1=${HNAS_GPU_CHECK_POOL1:-200}; POOLN=${HNAS_GPU_CHECK_POOL:-1000}; WORKERS=${HNAS_GPU_CHECK_WORKERS:-16}
     NTK=${HNAS_GPU_CHECK_NTK_ARCHS:-100}; DARTS=${HNAS_GPU_CHECK_DARTS_ARCHS:-200}; DARTS_STEPS=44; DARTS_BATCH=576
     WARM_STEPS=1176; WARM_BATCH=256; TRAIN_EPOCHS=6; TRAIN_BATCH=256; STEP_S=${HNAS_GPU_CHECK_STEP_S:-150}
     NET=(); DARTS_NET=(); PROXY_BATCH=()
@@ -131,7 +131,7 @@ print(f"FIGURE {label}: {pool / wall:.1f} arch/s including process start ({wall:
 PYEOF
 }
 # CUDA MPS lets several processes' kernels share the GPU at once (without it they time-slice): measured on an H200,
-# 8 scorer processes went from 9.9 to 26.5 arch/s. gpu_check starts a daemon of its own for the multi-process
+# 8 scorer processes went from 9.9 to 26.5 arch/s, 16 under MPS reached 32.5. gpu_check starts a daemon of its own for the multi-process
 # steps when it can (HNAS_GPU_CHECK_MPS=0: never) and stops it afterwards; one already running is used as is.
 MPS_MODE=${HNAS_GPU_CHECK_MPS:-auto}
 MPS_OWN=0
