@@ -151,7 +151,7 @@ def test_a_store_in_a_read_only_directory(tmp_path):
     (["nafbee-ranking", "benchmark.path=nowhere.csv"], "error: NAFBee table not found: nowhere.csv"),
     (["warmup-table", "out=t.md", "fractions=[2]"], "error: fractions values must be numbers in [0, 1]"),
     (["bench-proxies", "--proxies", "bogus", "--n-archs", "1"], "error: unknown proxy 'bogus'; valid: "),
-    (["bench-proxies", "--device", "gpu0", "--n-archs", "1"], "error: --device 'gpu0' is not a usable torch device"),
+    (["bench-proxies", "--device", "gpu0", "--n-archs", "1"], "error: --device 'gpu0': proxies.device 'gpu0' is not"),
     (["nats-export", "nowhere", "out.csv"], "error: NATS-Bench topology file not found: nowhere"),
     (["train", "recipe=darts_cifar10"], "error: no architecture to train: give arch=<architecture string or index>"),
     (["frobnicate"], "error: unknown command 'frobnicate'; valid: run, score, report"),

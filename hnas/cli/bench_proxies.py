@@ -25,7 +25,9 @@ from torch import nn
 
 from hnas.cli import exits_on_user_error
 from hnas.data.errors import DataError
-from hnas.proxies.runtime import score_network
+from hnas.errors import ConfigError
+from hnas.proxies.runtime import score_network, synchronize
+from hnas.proxies.settings import ScoringSettings
 
 SIX = ("grad_norm", "snip", "grasp", "fisher", "synflow", "jacob_cov")
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -49,12 +51,6 @@ def load_images(folder: Path, n: int, seed: int) -> tuple[torch.Tensor, torch.Te
         ys.append(c)
     x = torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).float().contiguous()
     return x, torch.tensor(ys)
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for the device's queued kernels, so that a wall-clock interval covers them."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def fwd_bwd_seconds(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -83,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         "--images", type=Path, default=None, help="image folder (class sub-folders); default random"
     )
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    ap.add_argument("--device", default="cpu", help="where the networks are scored: cpu, cuda, cuda:1, ...")
+    ap.add_argument("--device", default="cpu", help="where the networks are scored: cpu, cuda, cuda:1, auto")
     ap.add_argument(
         "--separate",
         action="store_true",
@@ -106,12 +102,10 @@ def main(argv: list[str] | None = None) -> int:
             torch.randint(0, 10, (args.batch,), generator=g),
         )
     proxies = [p.strip() for p in args.proxies.split(",") if p.strip()]
-    try:
-        device = torch.device(args.device)
-        torch.empty(0, device=device)
-    except (RuntimeError, AssertionError) as e:
-        raise DataError(f"--device {args.device!r} is not a usable torch device here (cpu, cuda, cuda:N): "
-                        f"{str(e).splitlines()[0]}") from None
+    try:  # the scoring commands' own check and resolution (auto: a GPU when there is one)
+        device = ScoringSettings(device=args.device).torch_device or torch.device("cpu")
+    except ConfigError as e:
+        raise ConfigError(f"--device {args.device!r}: {e}") from None
     x, y = x.to(device), y.to(device)
     builds: list[float] = []
 

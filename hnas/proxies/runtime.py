@@ -134,7 +134,8 @@ def _to_float(value: Any) -> float:
     return float(value)
 
 
-def _sync(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued kernels, so that a wall-clock interval covers them."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -147,7 +148,7 @@ def _run_proxy(proxy: Proxy, ctx: ProxyContext, seed: int, max_splits: int) -> P
         try:
             reseed(seed, ctx.device)
             value = _to_float(proxy.fn(ctx))
-            _sync(ctx.device)
+            synchronize(ctx.device)
             return ProxyScore.from_value(value, seconds=time.perf_counter() - t0)
         except Exception as e:  # one proxy's failure must not stop the others
             seconds = time.perf_counter() - t0
